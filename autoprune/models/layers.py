@@ -1,0 +1,81 @@
+"""Building blocks shared by the architectures: quantized convs and the residual block."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec
+
+
+def activation(spec: QuantSpec) -> nn.Module:
+    """ReLU for float and DoReFa; Hardtanh for BNN, where ReLU would make every sign +1."""
+    return nn.Hardtanh(inplace=True) if spec.binary else nn.ReLU(inplace=True)
+
+
+def quant_conv(
+    spec: QuantSpec, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
+) -> QuantConv2d:
+    """A bias-free quantized conv (a BatchNorm follows), 'same' padding."""
+    return QuantConv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=kernel_size // 2,
+        bias=False,
+        weight_quantizer=spec.weight_quantizer(),
+        input_quantizer=spec.input_quantizer(),
+    )
+
+
+def stem_conv(spec: QuantSpec, in_channels: int, out_channels: int, kernel_size: int = 3,
+              stride: int = 1) -> QuantConv2d:
+    """The first conv: reads the raw image (never quantized), weights at ``edge_bits``."""
+    return QuantConv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=kernel_size // 2,
+        bias=False,
+        weight_quantizer=spec.weight_quantizer(edge=True),
+    )
+
+
+def classifier(spec: QuantSpec, in_features: int, num_classes: int) -> QuantLinear:
+    """The last layer, at ``edge_bits`` (full precision by default)."""
+    edge_fp = spec.edge_bits == 32
+    return QuantLinear(
+        in_features,
+        num_classes,
+        weight_quantizer=spec.weight_quantizer(edge=True),
+        input_quantizer=None if edge_fp else spec.input_quantizer(),
+    )
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-act-conv3x3-BN plus shortcut, then act (He et al., 2016).
+
+    The shortcut is a quantized 1x1 conv + BN where the shape changes (option B), so every
+    residual stream's channels stay prunable through the dependency graph.
+    """
+
+    def __init__(self, spec: QuantSpec, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = quant_conv(spec, in_channels, channels, 3, stride)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.act1 = activation(spec)
+        self.conv2 = quant_conv(spec, channels, channels, 3)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                quant_conv(spec, in_channels, channels, 1, stride), nn.BatchNorm2d(channels)
+            )
+        self.act2 = activation(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act2(out + self.shortcut(x))
