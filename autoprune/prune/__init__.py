@@ -1,6 +1,6 @@
 """Structured pruning of quantized networks: channel groups, criteria, physical removal."""
 
-from autoprune.prune.apply import channels_to_remove, kept_count, prune_
+from autoprune.prune.apply import channels_to_remove, kept_count, prune_, shrink_to_
 from autoprune.prune.criteria import CRITERIA, Criterion, kernel_angles, kernel_distances
 from autoprune.prune.groups import ChannelGroup, build_dependency_graph, find_groups
 
@@ -15,4 +15,5 @@ __all__ = [
     "kernel_angles",
     "kernel_distances",
     "prune_",
+    "shrink_to_",
 ]

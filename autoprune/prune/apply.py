@@ -52,3 +52,22 @@ def prune_(
     for name, channels in plan.items():
         remove_channels_(graph, groups[name], channels)
     return {name: groups[name].producer.out_channels for name in groups}
+
+
+def shrink_to_(
+    model: nn.Module, kept_channels: Mapping[str, int], *, example_input: torch.Tensor
+) -> None:
+    """Give each named group ``kept_channels[group]`` channels by dropping its last ones.
+
+    Used to rebuild a pruned architecture before loading its saved weights: which channels
+    go does not matter, the state dict overwrites them all.
+    """
+    graph = build_dependency_graph(model, example_input)
+    groups = {group.name: group for group in find_groups(model, example_input, graph)}
+    for name, kept in kept_channels.items():
+        if name not in groups:
+            raise KeyError(f"no prunable channel group named {name}")
+        total = groups[name].num_channels
+        if not 1 <= kept <= total:
+            raise ValueError(f"group {name} has {total} channels, cannot keep {kept}")
+        remove_channels_(graph, groups[name], list(range(kept, total)))

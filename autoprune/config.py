@@ -1,0 +1,81 @@
+"""The plain-data description of a run, saved next to its results and used as cache keys.
+
+Every config is a frozen dataclass that round-trips through ``to_dict``/``from_dict`` (JSON
+types only), so a checkpoint or an Optuna study records exactly what produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from autoprune.quant import QuantSpec
+
+if TYPE_CHECKING:
+    from autoprune.data import DataSplits
+
+C = TypeVar("C", bound="_Plain")
+
+
+class _Plain:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Plain):
+    """Which network: architecture, quantization and input/output shape."""
+
+    name: str
+    quant: dict[str, Any]
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+    @classmethod
+    def for_data(cls, name: str, bits: int, data: DataSplits) -> ModelConfig:
+        """``name`` quantized to ``bits`` (see ``QuantSpec.from_bits``), shaped for ``data``."""
+        return cls(name=name, quant=QuantSpec.from_bits(bits).to_dict(),
+                   num_classes=data.num_classes, in_channels=data.in_channels,
+                   image_size=data.image_size)
+
+    @property
+    def spec(self) -> QuantSpec:
+        return QuantSpec.from_dict(self.quant)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.image_size, self.image_size)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Plain):
+    """Which data, and how the validation split is carved from the training set."""
+
+    name: str = "digits"
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Plain):
+    """Baseline training: Adam with a cosine schedule (quantized nets train well with Adam)."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+def config_key(*configs: _Plain) -> str:
+    """A short stable hash of configs, for cache file names."""
+    payload = json.dumps([c.to_dict() for c in configs], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,183 @@
+"""Everything ``autoprune search`` does, as a library call: prepare, then run trials.
+
+``SearchSession(request)`` loads the data, obtains the baseline (checkpoint, cache or fresh
+training), loads the search space, opens or resumes the study; ``run()`` adds trials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from autoprune.config import DataConfig, ModelConfig, TrainConfig
+from autoprune.data import load_dataset
+from autoprune.data.base import default_cache_dir
+from autoprune.device import resolve_device
+from autoprune.errors import CheckpointError
+from autoprune.metrics import measure
+from autoprune.quant import QuantSpec
+from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
+from autoprune.search.samplers import create_sampler
+from autoprune.search.space import load_search_space
+from autoprune.search.storage import DEFAULT_STORAGE, open_storage
+from autoprune.search.study import (
+    REFERENCE_ATTR,
+    Reference,
+    SearchObserver,
+    enqueue_reference_trials,
+    make_objective,
+    open_study,
+    run_trials,
+)
+from autoprune.train import (
+    Progress,
+    build_model,
+    evaluate,
+    obtain_baseline,
+    read_checkpoint,
+)
+from autoprune.train.checkpoint import load_state_strictly
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "resnet18"
+DEFAULT_BITS = 2
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What the user asked for. ``model``/``bits`` None: from the checkpoint, else defaults."""
+
+    model: str | None = None
+    bits: int | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    trials: int = 16
+    sampler: str = "gp"
+    criterion: str = "angle-next"
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    checkpoint: str | None = None
+    search_space: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_train: int | None = None
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+class SearchSession:
+    def __init__(self, request: SearchRequest, *, baseline_progress: Progress | None = None) -> None:
+        self.request = request
+        self.device = resolve_device(request.device)
+        self.data_config = DataConfig(request.dataset, request.val_fraction, request.seed)
+        # Open the storage first: an unreachable one should fail before minutes of training.
+        self.storage = open_storage(request.storage)
+        self.data = load_dataset(
+            request.dataset, data_dir=request.data_dir, val_fraction=request.val_fraction,
+            seed=request.seed, device=self.device, max_train=request.max_train,
+        )
+        if request.checkpoint:
+            self.model_config, self.baseline, baseline_identity = self._from_checkpoint(
+                Path(request.checkpoint)
+            )
+            self.baseline_val_accuracy = evaluate(self.baseline, self.data, "val").accuracy
+        else:
+            self.model_config = ModelConfig.for_data(
+                request.model or DEFAULT_MODEL, request.bits or DEFAULT_BITS, self.data
+            )
+            build_model(self.model_config)  # fail fast on an unknown model name
+            baseline = obtain_baseline(
+                self.model_config, self.data_config, request.train, self.data,
+                cache_dir=default_cache_dir(), device=self.device, progress=baseline_progress,
+            )
+            self.baseline, self.baseline_path = baseline.model, baseline.path
+            self.baseline_reused = baseline.reused
+            self.baseline_val_accuracy = baseline.val_accuracy
+            baseline_identity = {"train": request.train.to_dict()}
+        example = torch.zeros(1, *self.model_config.input_shape, device=self.device)
+        self.space = load_search_space(
+            self.model_config.name, self.baseline, example, request.search_space
+        )
+        self.study_name = request.study_name or (
+            f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset}"
+        )
+        config = {
+            "model": self.model_config.to_dict(),
+            "data": self.data_config.to_dict(),
+            "baseline": baseline_identity,
+            "criterion": request.criterion,
+            "finetune": request.finetune.to_dict(),
+            "space": self.space.to_dict(),
+        }
+        sampler = create_sampler(
+            request.sampler, seed=request.seed, n_startup_trials=len(self.space.groups) // 2 + 6
+        )
+        self.study, self.created = open_study(
+            self.storage, self.study_name, config=config, sampler=sampler
+        )
+        self.reference = Reference(
+            quantized_size_bits=measure(self.baseline, self.model_config.input_shape).size_bits,
+            float_size_bits=measure(
+                build_model(ModelConfig.from_dict({**self.model_config.to_dict(),
+                                                   "quant": QuantSpec().to_dict()})),
+                self.model_config.input_shape,
+            ).size_bits,
+            baseline_val_accuracy=self.baseline_val_accuracy,
+        )
+        self.study.set_user_attr(REFERENCE_ATTR, self.reference.to_dict())
+        enqueue_reference_trials(self.study, self.space)
+        self.evaluator = CandidateEvaluator(
+            baseline=self.baseline,
+            data=self.data,
+            model_config=self.model_config,
+            criterion=request.criterion,
+            finetune_config=request.finetune,
+        )
+
+    def _from_checkpoint(self, path: Path) -> tuple[ModelConfig, torch.nn.Module, dict]:
+        payload = read_checkpoint(path)
+        model_config = ModelConfig.from_dict(payload["model"])
+        if payload.get("kept_channels"):
+            raise CheckpointError(f"checkpoint {path} is already pruned: search from the "
+                                  "unpruned baseline checkpoint")
+        wanted = {
+            "model": self.request.model, "bits": self.request.bits,
+        }
+        held = {"model": model_config.name, "bits": model_config.spec.wbits}
+        for key, value in wanted.items():
+            if value is not None and value != held[key]:
+                raise CheckpointError(
+                    f"checkpoint {path} holds {key} {held[key]} but --{key} {value} was given: "
+                    f"drop --{key} or pass a matching checkpoint"
+                )
+        shape = (self.data.num_classes, self.data.in_channels, self.data.image_size)
+        if (model_config.num_classes, model_config.in_channels, model_config.image_size) != shape:
+            raise CheckpointError(
+                f"checkpoint {path} was made for {model_config.num_classes} classes of "
+                f"{model_config.in_channels}x{model_config.image_size}px images, dataset "
+                f"{self.request.dataset} has {shape[0]} classes of {shape[1]}x{shape[2]}px: "
+                "pass the dataset it was trained on"
+            )
+        model = build_model(model_config)
+        load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
+        return model_config, model.to(self.device).eval(), {"checkpoint": _file_digest(path)}
+
+    def run(self, observer: SearchObserver | None = None) -> int:
+        """Run until the study has ``request.trials`` complete trials; returns trials run."""
+        observer = observer or SearchObserver()
+        objective = make_objective(
+            self.space, self.evaluator, seed=self.request.seed, observer=observer
+        )
+        return run_trials(
+            self.study, objective, total_trials=self.request.trials, observer=observer
+        )

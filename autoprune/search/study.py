@@ -1,0 +1,226 @@
+"""The joint search: an Optuna study over per-group ratios, with two objectives.
+
+Objectives: validation accuracy (maximise) and model size in MB (minimise). A study records
+the full configuration that defines it; resuming with a different one is refused, because its
+trials would not be comparable. Trial 0 is the unpruned baseline and a few uniform ratios are
+enqueued next, so every Pareto front shows the reference points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autoprune.errors import ConfigError
+from autoprune.metrics import BITS_PER_MB
+from autoprune.quant import QuantSpec
+from autoprune.search.objective import CandidateEvaluator
+from autoprune.search.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+DIRECTIONS = ("maximize", "minimize")
+OBJECTIVE_NAMES = ("val_accuracy", "size_mb")
+UNIFORM_PROBES = (0.2, 0.4, 0.6)
+CONFIG_ATTR = "autoprune_config"
+REFERENCE_ATTR = "autoprune_reference"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Sizes the front is compared with: the unpruned quantized and 32-bit models."""
+
+    quantized_size_bits: int
+    float_size_bits: int
+    baseline_val_accuracy: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantized_size_bits": self.quantized_size_bits,
+            "float_size_bits": self.float_size_bits,
+            "baseline_val_accuracy": self.baseline_val_accuracy,
+        }
+
+
+class SearchObserver:
+    """Hooks the caller (e.g. the CLI) uses to show progress; every method is optional."""
+
+    def trial_started(self, number: int, ratios: dict[str, float]) -> None:
+        """A trial begins with these ratios."""
+
+    def finetune_step(self, done: int, total: int) -> None:
+        """One fine-tuning step of the running trial finished."""
+
+    def trial_finished(self, trial: FrozenTrial) -> None:
+        """A trial ended (any state)."""
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {json.dumps(a)} in the study vs {json.dumps(b)} now")
+    return found
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    *,
+    config: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or resume it if its stored config equals ``config``.
+
+    Returns the study and whether it was created now.
+    """
+    study = optuna.create_study(
+        storage=storage, study_name=name, sampler=sampler, directions=list(DIRECTIONS),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, config)
+        study.set_metric_names(list(OBJECTIVE_NAMES))
+        return study, True
+    differences = _differences(stored, config)
+    if differences:
+        raise ConfigError(
+            f"study {name!r} was created with another configuration ({'; '.join(differences[:3])}):"
+            " rerun with the study's options or choose a new --study name"
+        )
+    return study, False
+
+
+def enqueue_reference_trials(study: optuna.Study, space: SearchSpace) -> None:
+    """Trial 0: no pruning; then uniform ratios, so the front always has reference points.
+
+    Idempotent: a reference trial is enqueued again only if none with its label is complete,
+    running or waiting (an interrupted one failed and must be redone).
+    """
+    alive = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    present = {
+        trial.user_attrs.get("reference")
+        for trial in study.get_trials(deepcopy=False, states=alive)
+    }
+    seen: list[dict[str, float]] = []
+    for ratio in (0.0, *UNIFORM_PROBES):
+        params = space.uniform(ratio)
+        label = "unpruned" if ratio == 0.0 else f"uniform {ratio:.2f}"
+        if params in seen:
+            continue
+        seen.append(params)
+        if label not in present:
+            study.enqueue_trial(params, user_attrs={"reference": label})
+
+
+def completed_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def make_objective(
+    space: SearchSpace,
+    evaluate: CandidateEvaluator,
+    *,
+    seed: int,
+    observer: SearchObserver,
+) -> Callable[[optuna.Trial], tuple[float, float]]:
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        ratios = space.suggest(trial)
+        observer.trial_started(trial.number, ratios)
+        result = evaluate(ratios, seed=seed + trial.number, progress=observer.finetune_step)
+        for key, value in {
+            "val_loss": result.val_loss,
+            "size_bits": result.size_bits,
+            "params": result.params,
+            "macs": result.macs,
+            "bops": result.bops,
+            "kept_channels": result.kept_channels,
+            "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        }.items():
+            trial.set_user_attr(key, value)
+        if not math.isfinite(result.val_loss):
+            logger.warning("trial %d diverged (validation loss %s)", trial.number, result.val_loss)
+        return result.val_accuracy, result.size_bits / BITS_PER_MB
+
+    return objective
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], tuple[float, float]],
+    *,
+    total_trials: int,
+    observer: SearchObserver,
+) -> int:
+    """Run trials until the study holds ``total_trials`` complete ones; returns how many ran.
+
+    Counting complete trials (not launched ones) makes a rerun resume exactly, and lets
+    several workers on one storage share the budget.
+    """
+    remaining = total_trials - completed_trials(study)
+    if remaining <= 0:
+        return 0
+    before = len(study.trials)
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        callbacks=[
+            optuna.study.MaxTrialsCallback(total_trials, states=(TrialState.COMPLETE,)),
+            lambda _study, trial: observer.trial_finished(trial),
+        ],
+        gc_after_trial=False,
+        show_progress_bar=False,
+    )
+    return len(study.trials) - before
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(optuna.study.get_all_study_names(storage=storage))
+
+
+def load_existing_study(storage: optuna.storages.BaseStorage, name: str | None) -> optuna.Study:
+    """The study called ``name``; with no name, the storage's only study."""
+    names = study_names(storage)
+    if name is None:
+        if len(names) != 1:
+            listed = ", ".join(names) if names else "none"
+            raise ConfigError(f"choose a study with --study (studies in this storage: {listed})")
+        name = names[0]
+    if name not in names:
+        listed = ", ".join(names) if names else "none"
+        raise ConfigError(f"no study named {name!r} in this storage (studies: {listed}): "
+                          "check --study and --storage")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
+    """One dict per study: name, what it prunes, and its trial counts by state."""
+    summaries = []
+    for name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        config = study.user_attrs.get(CONFIG_ATTR, {})
+        model = config.get("model", {})
+        counts = {state: 0 for state in ("COMPLETE", "RUNNING", "WAITING", "FAIL")}
+        for trial in study.get_trials(deepcopy=False):
+            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+        summaries.append({
+            "study": name,
+            "model": model.get("name", "?"),
+            "quant": QuantSpec.from_dict(model["quant"]).label if "quant" in model else "?",
+            "dataset": config.get("data", {}).get("name", "?"),
+            "complete": counts["COMPLETE"],
+            "running": counts["RUNNING"],
+            "failed": counts["FAIL"],
+        })
+    return summaries

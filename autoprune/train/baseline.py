@@ -1,0 +1,106 @@
+"""The unpruned quantized baseline: trained once per full config, then reused from a cache."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autoprune.config import DataConfig, ModelConfig, TrainConfig, config_key
+from autoprune.data import DataSplits
+from autoprune.metrics import measure
+from autoprune.train.checkpoint import build_model, load_state_strictly, read_checkpoint, save_checkpoint
+from autoprune.train.loops import Progress, evaluate, train
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    model: nn.Module
+    path: Path
+    val_accuracy: float
+    reused: bool
+
+
+def baseline_path(
+    cache_dir: Path, model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig
+) -> Path:
+    key = config_key(model_config, data_config, train_config)
+    label = f"{model_config.name}-{model_config.spec.label}-{data_config.name}"
+    return cache_dir / "baselines" / f"{label}-{key}.pt"
+
+
+def obtain_baseline(
+    model_config: ModelConfig,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    data: DataSplits,
+    *,
+    cache_dir: Path,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> Baseline:
+    """Load the cached baseline for this exact config, or train and cache it."""
+    path = baseline_path(cache_dir, model_config, data_config, train_config)
+    model = build_model(model_config).to(device)
+    if path.is_file():
+        load_state_strictly(model, read_checkpoint(path)["state_dict"], f"cached baseline {path}")
+        reused = True
+        logger.info("reusing cached baseline %s", path)
+    else:
+        torch.manual_seed(train_config.seed)
+        model = build_model(model_config).to(device)
+        train(model, data, epochs=train_config.epochs, batch_size=train_config.batch_size,
+              lr=train_config.lr, weight_decay=train_config.weight_decay, seed=train_config.seed,
+              progress=progress)
+        reused = False
+    val = evaluate(model, data, "val")
+    if not reused:
+        save_checkpoint(path, model, model_config, metadata={
+            "data": data_config.to_dict(), "train": train_config.to_dict(),
+            "val_accuracy": val.accuracy,
+        })
+    return Baseline(model=model.eval(), path=path, val_accuracy=val.accuracy, reused=reused)
+
+
+@dataclass(frozen=True)
+class TrainedCheckpoint:
+    path: Path
+    val_accuracy: float
+    test_accuracy: float
+    size_bits: int
+    bops: int
+    seconds: float
+
+
+def train_checkpoint(
+    path: str | Path,
+    model_config: ModelConfig,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    data: DataSplits,
+    *,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> TrainedCheckpoint:
+    """Train ``model_config`` from scratch and save it with its full config to ``path``."""
+    started = time.perf_counter()
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config).to(device)
+    train(model, data, epochs=train_config.epochs, batch_size=train_config.batch_size,
+          lr=train_config.lr, weight_decay=train_config.weight_decay, seed=train_config.seed,
+          progress=progress)
+    seconds = time.perf_counter() - started
+    val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
+    cost = measure(model, model_config.input_shape)
+    save_checkpoint(path, model, model_config, metadata={
+        "data": data_config.to_dict(), "train": train_config.to_dict(),
+        "val_accuracy": val.accuracy, "test_accuracy": test.accuracy, "seconds": seconds,
+    })
+    return TrainedCheckpoint(Path(path), val.accuracy, test.accuracy, cost.size_bits, cost.bops,
+                             seconds)

@@ -1,0 +1,1 @@
+"""The ``autoprune`` command line (installed as the ``autoprune_cli`` package)."""

@@ -1,0 +1,229 @@
+"""``autoprune``: train quantized baselines, search per-layer pruning ratios, inspect fronts.
+
+This module only parses options, calls the library and renders results. User errors
+(``AutopruneError``) become one line on stderr and exit code 2; Ctrl-C exits 130 after
+the study has saved every complete trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import optuna
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoprune.config import DataConfig, ModelConfig, TrainConfig
+from autoprune.data import load_dataset
+from autoprune.device import resolve_device
+from autoprune.errors import AutopruneError
+from autoprune.metrics import BITS_PER_MB
+from autoprune.search import (
+    DEFAULT_STORAGE,
+    DEFAULT_BITS,
+    DEFAULT_MODEL,
+    FinetuneConfig,
+    SearchRequest,
+    SearchSession,
+    load_existing_study,
+    open_storage,
+    study_summaries,
+    trials_frame,
+)
+from autoprune.train import train_checkpoint
+from autoprune_cli.render import RichSearchObserver, pareto_table, progress_bar, trial_line
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Automatic pruning of quantized CNNs (BNN / DoReFa) with Bayesian optimisation.",
+)
+console = Console()
+errors = Console(stderr=True)
+
+ModelOpt = Annotated[str | None, typer.Option(help="Model name: resnet18, resnet20, tiny_cnn, "
+                                              "tiny_resnet. [default: resnet18]")]
+BitsOpt = Annotated[int | None, typer.Option(help="1 = BNN, 2..8 = DoReFa k-bit, 32 = float. "
+                                             "[default: 2]")]
+DatasetOpt = Annotated[str, typer.Option(help="digits (no download), fashion-mnist, cifar10.")]
+DataDirOpt = Annotated[str | None, typer.Option(envvar="AUTOPRUNE_DATA_DIR",
+                                                help="Folder holding the dataset's files.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N.")]
+StorageOpt = Annotated[str, typer.Option(help="SQLite file, Optuna RDB URL (postgresql://...) "
+                                         "or journal file (*.log) shared by workers.")]
+EpochsOpt = Annotated[int, typer.Option(help="Baseline training epochs.")]
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@app.command()
+def search(
+    model: ModelOpt = None,
+    bits: BitsOpt = None,
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    trials: Annotated[int, typer.Option(min=1, help="Complete trials the study should hold.")] = 16,
+    sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
+    criterion: Annotated[str, typer.Option(help="Channel criterion: angle-next, angle, "
+                                           "distance-next, distance, l1.")] = "angle-next",
+    finetune_steps: Annotated[int, typer.Option(min=0, help="Fine-tuning steps per trial.")] = 40,
+    finetune_lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    epochs: EpochsOpt = 15,
+    lr: Annotated[float, typer.Option(help="Baseline training learning rate.")] = 5e-3,
+    checkpoint: Annotated[str | None, typer.Option(help="Start from this trained checkpoint "
+                                                   "instead of training a baseline.")] = None,
+    search_space: Annotated[str | None, typer.Option(help="YAML search space (default: the "
+                                                     "model's bundled one).")] = None,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    study: Annotated[str | None, typer.Option(help="Study name [default: model-quant-dataset].")]
+    = None,
+    device: DeviceOpt = "auto",
+    seed: int = 0,
+    max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Search per-group pruning ratios; rerunning the same command resumes the study."""
+    request = SearchRequest(
+        model=model, bits=bits, dataset=dataset, data_dir=data_dir, trials=trials,
+        sampler=sampler, criterion=criterion,
+        finetune=FinetuneConfig(steps=finetune_steps, lr=finetune_lr, batch_size=batch_size),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        storage=storage, study_name=study, checkpoint=checkpoint, search_space=search_space,
+        device=device, seed=seed, max_train=max_train,
+    )
+    with progress_bar(console) as progress:
+        task = progress.add_task("baseline training", total=None, visible=False)
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, visible=True)
+
+        session = SearchSession(request, baseline_progress=on_step)
+        progress.update(task, visible=False)
+    source = request.checkpoint or (
+        f"cached baseline {session.baseline_path}" if session.baseline_reused
+        else f"trained baseline, cached at {session.baseline_path}"
+    )
+    console.print(
+        f"study [bold]{session.study_name}[/] in {request.storage} "
+        f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups; "
+        f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
+        f"({source}); device {session.device}"
+    )
+    done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
+    try:
+        with progress_bar(console) as progress:
+            observer = RichSearchObserver(
+                progress, total_trials=trials, done_trials=min(done, trials),
+                quantized_size_bits=session.reference.quantized_size_bits,
+            )
+            session.run(observer)
+    except KeyboardInterrupt:
+        errors.print("interrupted: every complete trial is saved; rerun the same command to resume")
+        raise typer.Exit(130) from None
+    frame = trials_frame(session.study)
+    console.print(pareto_table(frame, f"Pareto front of {session.study_name}"))
+    console.print(f"inspect again with: autoprune pareto --study {session.study_name} "
+                  f"--storage {request.storage}")
+
+
+@app.command()
+def pareto(
+    study: Annotated[str | None, typer.Option(help="Study name (optional if only one).")] = None,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    all_trials: Annotated[bool, typer.Option("--all", help="Every complete trial, not only "
+                                             "the Pareto-optimal ones.")] = False,
+    csv: Annotated[str | None, typer.Option(help="Write CSV to this path ('-' for stdout).")]
+    = None,
+    json: Annotated[str | None, typer.Option(help="Write JSON records to this path ('-' for "
+                                             "stdout).")] = None,
+) -> None:
+    """Show the accuracy/size Pareto front of a study."""
+    _require_existing(storage)
+    loaded = load_existing_study(open_storage(storage), study)
+    frame = trials_frame(loaded, pareto_only=not all_trials)
+    if csv is not None:
+        text = frame.to_csv(index=False)
+        sys.stdout.write(text) if csv == "-" else Path(csv).write_text(text)
+    if json is not None:
+        text = frame.to_json(orient="records", indent=2) + "\n"
+        sys.stdout.write(text) if json == "-" else Path(json).write_text(text)
+    if csv is None and json is None:
+        what = "All complete trials" if all_trials else "Pareto front"
+        console.print(pareto_table(frame, f"{what} of {loaded.study_name}"))
+
+
+@app.command()
+def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """List the studies in a storage with their trial counts."""
+    _require_existing(storage)
+    rows = study_summaries(open_storage(storage))
+    table = Table(title=f"Studies in {storage}")
+    for column in ("study", "model", "quant", "dataset", "complete", "running", "failed"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("study", "model", "quant", "dataset", "complete",
+                                               "running", "failed")))
+    console.print(table)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
+    model: ModelOpt = None,
+    bits: BitsOpt = None,
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    epochs: EpochsOpt = 15,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    lr: float = 5e-3,
+    device: DeviceOpt = "auto",
+    seed: int = 0,
+) -> None:
+    """Train a quantized baseline and write it as a checkpoint (``autoprune.load`` reads it)."""
+    resolved = resolve_device(device)
+    data_config = DataConfig(dataset, seed=seed)
+    data = load_dataset(dataset, data_dir=data_dir, val_fraction=data_config.val_fraction,
+                        seed=seed, device=resolved)
+    model_config = ModelConfig.for_data(model or DEFAULT_MODEL, bits or DEFAULT_BITS, data)
+    with progress_bar(console) as progress:
+        task = progress.add_task("training", total=None)
+        result = train_checkpoint(
+            out, model_config, data_config,
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), data,
+            device=resolved,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"wrote {out}: val acc {100 * result.val_accuracy:.2f} %, test acc "
+        f"{100 * result.test_accuracy:.2f} %, size {result.size_bits / BITS_PER_MB:.4f} MB, "
+        f"{result.bops / 1e9:.3f} GBOPs, trained in {result.seconds:.0f} s"
+    )
+
+
+def _require_existing(storage: str) -> None:
+    """Reading commands must not create an empty SQLite file where none was."""
+    if "://" not in storage and not Path(storage).expanduser().exists():
+        raise AutopruneError(f"storage {storage} does not exist: run `autoprune search` first "
+                             "or pass --storage")
+
+
+def main() -> None:
+    _configure_logging()
+    try:
+        app(standalone_mode=True)
+    except AutopruneError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        sys.exit(2)
+
+
+__all__ = ["app", "main", "trial_line"]
