@@ -44,8 +44,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Automatic pruning of quantized CNNs (BNN / DoReFa) with Bayesian optimisation.",
 )
-console = Console()
-errors = Console(stderr=True)
+# Outside a terminal (logs, CI) rich would wrap tables at 80 columns; give them room.
+console = Console(width=None if Console().is_terminal else 160)
+errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 ModelOpt = Annotated[str | None, typer.Option(help="Model name: resnet18, resnet20, tiny_cnn, "
                                               "tiny_resnet. [default: resnet18]")]

@@ -19,6 +19,7 @@ from autoprune.data.base import default_cache_dir
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError
 from autoprune.metrics import measure
+from autoprune.prune import CRITERIA
 from autoprune.quant import QuantSpec
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import create_sampler
@@ -86,27 +87,21 @@ class SearchSession:
             request.dataset, data_dir=request.data_dir, val_fraction=request.val_fraction,
             seed=request.seed, device=self.device, max_train=request.max_train,
         )
+        # Everything that defines the study is known before any training, so a mismatching
+        # study is refused before minutes of work.
+        checkpoint_model = None
         if request.checkpoint:
-            self.model_config, self.baseline, baseline_identity = self._from_checkpoint(
+            self.model_config, checkpoint_model, baseline_identity = self._from_checkpoint(
                 Path(request.checkpoint)
             )
-            self.baseline_val_accuracy = evaluate(self.baseline, self.data, "val").accuracy
         else:
             self.model_config = ModelConfig.for_data(
                 request.model or DEFAULT_MODEL, request.bits or DEFAULT_BITS, self.data
             )
-            build_model(self.model_config)  # fail fast on an unknown model name
-            baseline = obtain_baseline(
-                self.model_config, self.data_config, request.train, self.data,
-                cache_dir=default_cache_dir(), device=self.device, progress=baseline_progress,
-            )
-            self.baseline, self.baseline_path = baseline.model, baseline.path
-            self.baseline_reused = baseline.reused
-            self.baseline_val_accuracy = baseline.val_accuracy
             baseline_identity = {"train": request.train.to_dict()}
-        example = torch.zeros(1, *self.model_config.input_shape, device=self.device)
+        example = torch.zeros(1, *self.model_config.input_shape)
         self.space = load_search_space(
-            self.model_config.name, self.baseline, example, request.search_space
+            self.model_config.name, build_model(self.model_config), example, request.search_space
         )
         self.study_name = request.study_name or (
             f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset}"
@@ -119,12 +114,27 @@ class SearchSession:
             "finetune": request.finetune.to_dict(),
             "space": self.space.to_dict(),
         }
+        CRITERIA.get(request.criterion)  # fail fast on an unknown criterion
         sampler = create_sampler(
             request.sampler, seed=request.seed, n_startup_trials=len(self.space.groups) // 2 + 6
         )
         self.study, self.created = open_study(
             self.storage, self.study_name, config=config, sampler=sampler
         )
+
+        if checkpoint_model is not None:
+            self.baseline = checkpoint_model.to(self.device).eval()
+            self.baseline_path = Path(request.checkpoint)
+            self.baseline_reused = True
+            self.baseline_val_accuracy = evaluate(self.baseline, self.data, "val").accuracy
+        else:
+            baseline = obtain_baseline(
+                self.model_config, self.data_config, request.train, self.data,
+                cache_dir=default_cache_dir(), device=self.device, progress=baseline_progress,
+            )
+            self.baseline, self.baseline_path = baseline.model, baseline.path
+            self.baseline_reused = baseline.reused
+            self.baseline_val_accuracy = baseline.val_accuracy
         self.reference = Reference(
             quantized_size_bits=measure(self.baseline, self.model_config.input_shape).size_bits,
             float_size_bits=measure(
@@ -170,7 +180,7 @@ class SearchSession:
             )
         model = build_model(model_config)
         load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
-        return model_config, model.to(self.device).eval(), {"checkpoint": _file_digest(path)}
+        return model_config, model, {"checkpoint": _file_digest(path)}
 
     def run(self, observer: SearchObserver | None = None) -> int:
         """Run until the study has ``request.trials`` complete trials; returns trials run."""

@@ -44,7 +44,9 @@ def open_storage(spec: str = DEFAULT_STORAGE) -> optuna.storages.BaseStorage:
             url,
             heartbeat_interval=HEARTBEAT_INTERVAL_S,
             grace_period=HEARTBEAT_GRACE_S,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=2
+            ),
         )
     except StorageError:
         raise

@@ -1,0 +1,3 @@
+from autoprune_cli.main import main
+
+main()
