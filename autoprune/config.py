@@ -42,9 +42,13 @@ class ModelConfig(_Plain):
     @classmethod
     def for_data(cls, name: str, bits: int, data: DataSplits) -> ModelConfig:
         """``name`` quantized to ``bits`` (see ``QuantSpec.from_bits``), shaped for ``data``."""
-        return cls(name=name, quant=QuantSpec.from_bits(bits).to_dict(),
-                   num_classes=data.num_classes, in_channels=data.in_channels,
-                   image_size=data.image_size)
+        return cls(
+            name=name,
+            quant=QuantSpec.from_bits(bits).to_dict(),
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            image_size=data.image_size,
+        )
 
     @property
     def spec(self) -> QuantSpec:

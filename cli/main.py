@@ -15,6 +15,7 @@ from typing import Annotated
 
 import optuna
 import typer
+from autoprune_cli.render import RichSearchObserver, pareto_table, progress_bar, trial_line
 from rich.console import Console
 from rich.table import Table
 
@@ -24,9 +25,9 @@ from autoprune.device import resolve_device
 from autoprune.errors import AutopruneError
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search import (
-    DEFAULT_STORAGE,
     DEFAULT_BITS,
     DEFAULT_MODEL,
+    DEFAULT_STORAGE,
     FinetuneConfig,
     SearchRequest,
     SearchSession,
@@ -36,7 +37,6 @@ from autoprune.search import (
     trials_frame,
 )
 from autoprune.train import train_checkpoint
-from autoprune_cli.render import RichSearchObserver, pareto_table, progress_bar, trial_line
 
 app = typer.Typer(
     add_completion=False,
@@ -48,16 +48,26 @@ app = typer.Typer(
 console = Console(width=None if Console().is_terminal else 160)
 errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
-ModelOpt = Annotated[str | None, typer.Option(help="Model name: resnet18, resnet20, tiny_cnn, "
-                                              "tiny_resnet. [default: resnet18]")]
-BitsOpt = Annotated[int | None, typer.Option(help="1 = BNN, 2..8 = DoReFa k-bit, 32 = float. "
-                                             "[default: 2]")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(help="Model name: resnet18, resnet20, tiny_cnn, tiny_resnet. [default: resnet18]"),
+]
+BitsOpt = Annotated[
+    int | None, typer.Option(help="1 = BNN, 2..8 = DoReFa k-bit, 32 = float. [default: 2]")
+]
 DatasetOpt = Annotated[str, typer.Option(help="digits (no download), fashion-mnist, cifar10.")]
-DataDirOpt = Annotated[str | None, typer.Option(envvar="AUTOPRUNE_DATA_DIR",
-                                                help="Folder holding the dataset's files.")]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(envvar="AUTOPRUNE_DATA_DIR", help="Folder holding the dataset's files."),
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N.")]
-StorageOpt = Annotated[str, typer.Option(help="SQLite file, Optuna RDB URL (postgresql://...) "
-                                         "or journal file (*.log) shared by workers.")]
+StorageOpt = Annotated[
+    str,
+    typer.Option(
+        help="SQLite file, Optuna RDB URL (postgresql://...) "
+        "or journal file (*.log) shared by workers."
+    ),
+]
 EpochsOpt = Annotated[int, typer.Option(help="Baseline training epochs.")]
 
 
@@ -75,32 +85,47 @@ def search(
     data_dir: DataDirOpt = None,
     trials: Annotated[int, typer.Option(min=1, help="Complete trials the study should hold.")] = 16,
     sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
-    criterion: Annotated[str, typer.Option(help="Channel criterion: angle-next, angle, "
-                                           "distance-next, distance, l1.")] = "angle-next",
+    criterion: Annotated[
+        str, typer.Option(help="Channel criterion: angle-next, angle, distance-next, distance, l1.")
+    ] = "angle-next",
     finetune_steps: Annotated[int, typer.Option(min=0, help="Fine-tuning steps per trial.")] = 40,
     finetune_lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     epochs: EpochsOpt = 15,
     lr: Annotated[float, typer.Option(help="Baseline training learning rate.")] = 5e-3,
-    checkpoint: Annotated[str | None, typer.Option(help="Start from this trained checkpoint "
-                                                   "instead of training a baseline.")] = None,
-    search_space: Annotated[str | None, typer.Option(help="YAML search space (default: the "
-                                                     "model's bundled one).")] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="Start from this trained checkpoint instead of training a baseline."),
+    ] = None,
+    search_space: Annotated[
+        str | None, typer.Option(help="YAML search space (default: the model's bundled one).")
+    ] = None,
     storage: StorageOpt = DEFAULT_STORAGE,
-    study: Annotated[str | None, typer.Option(help="Study name [default: model-quant-dataset].")]
-    = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name [default: model-quant-dataset].")
+    ] = None,
     device: DeviceOpt = "auto",
     seed: int = 0,
     max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Search per-group pruning ratios; rerunning the same command resumes the study."""
     request = SearchRequest(
-        model=model, bits=bits, dataset=dataset, data_dir=data_dir, trials=trials,
-        sampler=sampler, criterion=criterion,
+        model=model,
+        bits=bits,
+        dataset=dataset,
+        data_dir=data_dir,
+        trials=trials,
+        sampler=sampler,
+        criterion=criterion,
         finetune=FinetuneConfig(steps=finetune_steps, lr=finetune_lr, batch_size=batch_size),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-        storage=storage, study_name=study, checkpoint=checkpoint, search_space=search_space,
-        device=device, seed=seed, max_train=max_train,
+        storage=storage,
+        study_name=study,
+        checkpoint=checkpoint,
+        search_space=search_space,
+        device=device,
+        seed=seed,
+        max_train=max_train,
     )
     with progress_bar(console) as progress:
         task = progress.add_task("baseline training", total=None, visible=False)
@@ -111,7 +136,8 @@ def search(
         session = SearchSession(request, baseline_progress=on_step)
         progress.update(task, visible=False)
     source = request.checkpoint or (
-        f"cached baseline {session.baseline_path}" if session.baseline_reused
+        f"cached baseline {session.baseline_path}"
+        if session.baseline_reused
         else f"trained baseline, cached at {session.baseline_path}"
     )
     console.print(
@@ -124,7 +150,9 @@ def search(
     try:
         with progress_bar(console) as progress:
             observer = RichSearchObserver(
-                progress, total_trials=trials, done_trials=min(done, trials),
+                progress,
+                total_trials=trials,
+                done_trials=min(done, trials),
                 quantized_size_bits=session.reference.quantized_size_bits,
             )
             session.run(observer)
@@ -133,20 +161,25 @@ def search(
         raise typer.Exit(130) from None
     frame = trials_frame(session.study)
     console.print(pareto_table(frame, f"Pareto front of {session.study_name}"))
-    console.print(f"inspect again with: autoprune pareto --study {session.study_name} "
-                  f"--storage {request.storage}")
+    console.print(
+        f"inspect again with: autoprune pareto --study {session.study_name} "
+        f"--storage {request.storage}"
+    )
 
 
 @app.command()
 def pareto(
     study: Annotated[str | None, typer.Option(help="Study name (optional if only one).")] = None,
     storage: StorageOpt = DEFAULT_STORAGE,
-    all_trials: Annotated[bool, typer.Option("--all", help="Every complete trial, not only "
-                                             "the Pareto-optimal ones.")] = False,
-    csv: Annotated[str | None, typer.Option(help="Write CSV to this path ('-' for stdout).")]
-    = None,
-    json: Annotated[str | None, typer.Option(help="Write JSON records to this path ('-' for "
-                                             "stdout).")] = None,
+    all_trials: Annotated[
+        bool, typer.Option("--all", help="Every complete trial, not only the Pareto-optimal ones.")
+    ] = False,
+    csv: Annotated[
+        str | None, typer.Option(help="Write CSV to this path ('-' for stdout).")
+    ] = None,
+    json: Annotated[
+        str | None, typer.Option(help="Write JSON records to this path ('-' for stdout).")
+    ] = None,
 ) -> None:
     """Show the accuracy/size Pareto front of a study."""
     _require_existing(storage)
@@ -172,8 +205,12 @@ def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
     for column in ("study", "model", "quant", "dataset", "complete", "running", "failed"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row[c]) for c in ("study", "model", "quant", "dataset", "complete",
-                                               "running", "failed")))
+        table.add_row(
+            *(
+                str(row[c])
+                for c in ("study", "model", "quant", "dataset", "complete", "running", "failed")
+            )
+        )
     console.print(table)
 
 
@@ -193,14 +230,22 @@ def train(
     """Train a quantized baseline and write it as a checkpoint (``autoprune.load`` reads it)."""
     resolved = resolve_device(device)
     data_config = DataConfig(dataset, seed=seed)
-    data = load_dataset(dataset, data_dir=data_dir, val_fraction=data_config.val_fraction,
-                        seed=seed, device=resolved)
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        val_fraction=data_config.val_fraction,
+        seed=seed,
+        device=resolved,
+    )
     model_config = ModelConfig.for_data(model or DEFAULT_MODEL, bits or DEFAULT_BITS, data)
     with progress_bar(console) as progress:
         task = progress.add_task("training", total=None)
         result = train_checkpoint(
-            out, model_config, data_config,
-            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), data,
+            out,
+            model_config,
+            data_config,
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+            data,
             device=resolved,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
@@ -214,8 +259,9 @@ def train(
 def _require_existing(storage: str) -> None:
     """Reading commands must not create an empty SQLite file where none was."""
     if "://" not in storage and not Path(storage).expanduser().exists():
-        raise AutopruneError(f"storage {storage} does not exist: run `autoprune search` first "
-                             "or pass --storage")
+        raise AutopruneError(
+            f"storage {storage} does not exist: run `autoprune search` first or pass --storage"
+        )
 
 
 def main() -> None:

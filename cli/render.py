@@ -23,8 +23,13 @@ from autoprune.search import SearchObserver, compact_ratios
 
 def progress_bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
 
 
@@ -37,9 +42,15 @@ def _format(value: object, spec: str) -> str:
 def pareto_table(frame: pd.DataFrame, title: str) -> Table:
     table = Table(title=title)
     for column, justify in [
-        ("trial", "right"), ("val acc %", "right"), ("size MB", "right"),
-        ("% of quantized", "right"), ("x vs fp32", "right"), ("GBOPs", "right"),
-        ("MMACs", "right"), ("note", "left"), ("ratios % (per group)", "left"),
+        ("trial", "right"),
+        ("val acc %", "right"),
+        ("size MB", "right"),
+        ("% of quantized", "right"),
+        ("x vs fp32", "right"),
+        ("GBOPs", "right"),
+        ("MMACs", "right"),
+        ("note", "left"),
+        ("ratios % (per group)", "left"),
     ]:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in frame.itertuples(index=False):
@@ -62,7 +73,11 @@ def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:
     if trial.state != TrialState.COMPLETE or trial.values is None:
         return f"trial {trial.number}: {trial.state.name.lower()}"
     size_bits = trial.user_attrs.get("size_bits", trial.values[1] * BITS_PER_MB)
-    share = f" ({100 * size_bits / quantized_size_bits:.1f} % of unpruned)" if quantized_size_bits else ""
+    share = (
+        f" ({100 * size_bits / quantized_size_bits:.1f} % of unpruned)"
+        if quantized_size_bits
+        else ""
+    )
     seconds = sum(trial.user_attrs.get("seconds", {}).values())
     return (
         f"trial {trial.number:>3}: val acc {100 * trial.values[0]:6.2f} %  "
@@ -74,16 +89,18 @@ def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:
 class RichSearchObserver(SearchObserver):
     """Progress bars for trials and fine-tuning steps, and one printed line per trial."""
 
-    def __init__(self, progress: Progress, *, total_trials: int, done_trials: int,
-                 quantized_size_bits: int) -> None:
+    def __init__(
+        self, progress: Progress, *, total_trials: int, done_trials: int, quantized_size_bits: int
+    ) -> None:
         self.progress = progress
         self.quantized_size_bits = quantized_size_bits
         self.trials_task = progress.add_task("trials", total=total_trials, completed=done_trials)
         self.steps_task = progress.add_task("fine-tune", total=1, visible=False)
 
     def trial_started(self, number: int, ratios: dict[str, float]) -> None:
-        self.progress.update(self.steps_task, description=f"trial {number} fine-tune",
-                             completed=0, visible=True)
+        self.progress.update(
+            self.steps_task, description=f"trial {number} fine-tune", completed=0, visible=True
+        )
 
     def finetune_step(self, done: int, total: int) -> None:
         self.progress.update(self.steps_task, completed=done, total=total)

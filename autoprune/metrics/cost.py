@@ -95,15 +95,27 @@ def measure(model: nn.Module, input_shape: Sequence[int]) -> ModelCost:
         out_ch = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
         kind = "conv" if isinstance(layer, nn.Conv2d) else "linear"
         layers.append(
-            LayerCost(name, kind, in_ch, out_ch, wbits, abits, params, size, macs, macs * wbits * abits)
+            LayerCost(
+                name, kind, in_ch, out_ch, wbits, abits, params, size, macs, macs * wbits * abits
+            )
         )
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             channels = module.num_features
             counted.update(id(p) for p in module.parameters(recurse=False))
             layers.append(
-                LayerCost(name, "batchnorm", channels, channels, FLOAT_BITS, FLOAT_BITS,
-                          2 * channels, 2 * channels * FLOAT_BITS, 0, 0)
+                LayerCost(
+                    name,
+                    "batchnorm",
+                    channels,
+                    channels,
+                    FLOAT_BITS,
+                    FLOAT_BITS,
+                    2 * channels,
+                    2 * channels * FLOAT_BITS,
+                    0,
+                    0,
+                )
             )
     other = sum(p.numel() for p in model.parameters() if id(p) not in counted)
     return ModelCost(

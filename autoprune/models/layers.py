@@ -29,8 +29,9 @@ def quant_conv(
     )
 
 
-def stem_conv(spec: QuantSpec, in_channels: int, out_channels: int, kernel_size: int = 3,
-              stride: int = 1) -> QuantConv2d:
+def stem_conv(
+    spec: QuantSpec, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+) -> QuantConv2d:
     """The first conv: reads the raw image (never quantized), weights at ``edge_bits``."""
     return QuantConv2d(
         in_channels,

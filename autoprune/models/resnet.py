@@ -53,11 +53,21 @@ class ResNet(nn.Module):
 
 @register_model("resnet20")
 def resnet20(*, spec: QuantSpec, num_classes: int, in_channels: int) -> ResNet:
-    return ResNet(spec, blocks_per_stage=(3, 3, 3), widths=(16, 32, 64),
-                  num_classes=num_classes, in_channels=in_channels)
+    return ResNet(
+        spec,
+        blocks_per_stage=(3, 3, 3),
+        widths=(16, 32, 64),
+        num_classes=num_classes,
+        in_channels=in_channels,
+    )
 
 
 @register_model("resnet18")
 def resnet18(*, spec: QuantSpec, num_classes: int, in_channels: int) -> ResNet:
-    return ResNet(spec, blocks_per_stage=(2, 2, 2, 2), widths=(64, 128, 256, 512),
-                  num_classes=num_classes, in_channels=in_channels)
+    return ResNet(
+        spec,
+        blocks_per_stage=(2, 2, 2, 2),
+        widths=(64, 128, 256, 512),
+        num_classes=num_classes,
+        in_channels=in_channels,
+    )

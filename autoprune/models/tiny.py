@@ -17,9 +17,15 @@ class TinyCNN(nn.Module):
     def __init__(self, spec: QuantSpec, *, num_classes: int, in_channels: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            stem_conv(spec, in_channels, 8), nn.BatchNorm2d(8), activation(spec),
-            quant_conv(spec, 8, 16, 3), nn.BatchNorm2d(16), activation(spec),
-            quant_conv(spec, 16, 16, 3, stride=2), nn.BatchNorm2d(16), activation(spec),
+            stem_conv(spec, in_channels, 8),
+            nn.BatchNorm2d(8),
+            activation(spec),
+            quant_conv(spec, 8, 16, 3),
+            nn.BatchNorm2d(16),
+            activation(spec),
+            quant_conv(spec, 16, 16, 3, stride=2),
+            nn.BatchNorm2d(16),
+            activation(spec),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = classifier(spec, 16, num_classes)
@@ -36,5 +42,10 @@ def tiny_cnn(*, spec: QuantSpec, num_classes: int, in_channels: int) -> TinyCNN:
 @register_model("tiny_resnet")
 def tiny_resnet(*, spec: QuantSpec, num_classes: int, in_channels: int) -> ResNet:
     """Two stages of one block each (8 and 16 channels): identity and conv shortcuts."""
-    return ResNet(spec, blocks_per_stage=(1, 1), widths=(8, 16),
-                  num_classes=num_classes, in_channels=in_channels)
+    return ResNet(
+        spec,
+        blocks_per_stage=(1, 1),
+        widths=(8, 16),
+        num_classes=num_classes,
+        in_channels=in_channels,
+    )

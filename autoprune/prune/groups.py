@@ -59,8 +59,7 @@ def _out_channel_convs(group: tp.Group) -> list[nn.Module]:
     return [
         dep.target.module
         for dep, _ in group
-        if isinstance(dep.target.module, nn.Conv2d)
-        and dep.handler == tp.prune_conv_out_channels
+        if isinstance(dep.target.module, nn.Conv2d) and dep.handler == tp.prune_conv_out_channels
     ]
 
 
@@ -85,9 +84,7 @@ def find_groups(
     return groups
 
 
-def remove_channels_(
-    graph: tp.DependencyGraph, group: ChannelGroup, channels: list[int]
-) -> None:
+def remove_channels_(graph: tp.DependencyGraph, group: ChannelGroup, channels: list[int]) -> None:
     """Physically remove ``channels`` of ``group`` from every coupled layer, in place."""
     if channels:
         graph.get_pruning_group(group.producer, tp.prune_conv_out_channels, idxs=channels).prune()

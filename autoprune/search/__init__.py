@@ -30,10 +30,10 @@ __all__ = [
     "compact_ratios",
     "create_sampler",
     "load_existing_study",
-    "study_summaries",
     "load_search_space",
     "open_storage",
     "open_study",
     "parse_search_space",
+    "study_summaries",
     "trials_frame",
 ]

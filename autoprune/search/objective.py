@@ -60,9 +60,15 @@ class CandidateEvaluator:
         kept = prune_(model, ratios, criterion=self.criterion, example_input=example)
         pruned = time.perf_counter()
         torch.manual_seed(seed)
-        finetune(model, self.data, steps=self.finetune_config.steps,
-                 batch_size=self.finetune_config.batch_size, lr=self.finetune_config.lr,
-                 seed=seed, progress=progress)
+        finetune(
+            model,
+            self.data,
+            steps=self.finetune_config.steps,
+            batch_size=self.finetune_config.batch_size,
+            lr=self.finetune_config.lr,
+            seed=seed,
+            progress=progress,
+        )
         tuned = time.perf_counter()
         val = evaluate(model, self.data, "val")
         evaluated = time.perf_counter()

@@ -10,8 +10,16 @@ from autoprune.metrics import BITS_PER_MB
 from autoprune.search.study import REFERENCE_ATTR
 
 COLUMNS = [
-    "trial", "val_accuracy", "size_mb", "size_pct_of_quantized", "compression_vs_fp32",
-    "bops", "macs", "params", "reference", "ratios",
+    "trial",
+    "val_accuracy",
+    "size_mb",
+    "size_pct_of_quantized",
+    "compression_vs_fp32",
+    "bops",
+    "macs",
+    "params",
+    "reference",
+    "ratios",
 ]
 
 
@@ -33,17 +41,21 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     rows = []
     for trial in trials:
         size_bits = trial.user_attrs.get("size_bits", trial.values[1] * BITS_PER_MB)
-        rows.append({
-            "trial": trial.number,
-            "val_accuracy": trial.values[0],
-            "size_mb": size_bits / BITS_PER_MB,
-            "size_pct_of_quantized": 100 * size_bits / quantized_bits if quantized_bits else None,
-            "compression_vs_fp32": float_bits / size_bits if float_bits else None,
-            "bops": trial.user_attrs.get("bops"),
-            "macs": trial.user_attrs.get("macs"),
-            "params": trial.user_attrs.get("params"),
-            "reference": trial.user_attrs.get("reference", ""),
-            "ratios": compact_ratios(trial.params),
-        })
+        rows.append(
+            {
+                "trial": trial.number,
+                "val_accuracy": trial.values[0],
+                "size_mb": size_bits / BITS_PER_MB,
+                "size_pct_of_quantized": 100 * size_bits / quantized_bits
+                if quantized_bits
+                else None,
+                "compression_vs_fp32": float_bits / size_bits if float_bits else None,
+                "bops": trial.user_attrs.get("bops"),
+                "macs": trial.user_attrs.get("macs"),
+                "params": trial.user_attrs.get("params"),
+                "reference": trial.user_attrs.get("reference", ""),
+                "ratios": compact_ratios(trial.params),
+            }
+        )
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["size_mb", "trial"]).reset_index(drop=True)

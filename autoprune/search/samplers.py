@@ -1,4 +1,7 @@
-"""Optuna samplers by name. A new sampler is one registered factory ``(seed, n_startup) -> sampler``."""
+"""Optuna samplers by name.
+
+A new sampler is one registered factory ``(seed, n_startup_trials) -> sampler``.
+"""
 
 from __future__ import annotations
 

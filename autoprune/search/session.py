@@ -77,15 +77,21 @@ def _file_digest(path: Path) -> str:
 
 
 class SearchSession:
-    def __init__(self, request: SearchRequest, *, baseline_progress: Progress | None = None) -> None:
+    def __init__(
+        self, request: SearchRequest, *, baseline_progress: Progress | None = None
+    ) -> None:
         self.request = request
         self.device = resolve_device(request.device)
         self.data_config = DataConfig(request.dataset, request.val_fraction, request.seed)
         # Open the storage first: an unreachable one should fail before minutes of training.
         self.storage = open_storage(request.storage)
         self.data = load_dataset(
-            request.dataset, data_dir=request.data_dir, val_fraction=request.val_fraction,
-            seed=request.seed, device=self.device, max_train=request.max_train,
+            request.dataset,
+            data_dir=request.data_dir,
+            val_fraction=request.val_fraction,
+            seed=request.seed,
+            device=self.device,
+            max_train=request.max_train,
         )
         # Everything that defines the study is known before any training, so a mismatching
         # study is refused before minutes of work.
@@ -129,8 +135,13 @@ class SearchSession:
             self.baseline_val_accuracy = evaluate(self.baseline, self.data, "val").accuracy
         else:
             baseline = obtain_baseline(
-                self.model_config, self.data_config, request.train, self.data,
-                cache_dir=default_cache_dir(), device=self.device, progress=baseline_progress,
+                self.model_config,
+                self.data_config,
+                request.train,
+                self.data,
+                cache_dir=default_cache_dir(),
+                device=self.device,
+                progress=baseline_progress,
             )
             self.baseline, self.baseline_path = baseline.model, baseline.path
             self.baseline_reused = baseline.reused
@@ -138,8 +149,11 @@ class SearchSession:
         self.reference = Reference(
             quantized_size_bits=measure(self.baseline, self.model_config.input_shape).size_bits,
             float_size_bits=measure(
-                build_model(ModelConfig.from_dict({**self.model_config.to_dict(),
-                                                   "quant": QuantSpec().to_dict()})),
+                build_model(
+                    ModelConfig.from_dict(
+                        {**self.model_config.to_dict(), "quant": QuantSpec().to_dict()}
+                    )
+                ),
                 self.model_config.input_shape,
             ).size_bits,
             baseline_val_accuracy=self.baseline_val_accuracy,
@@ -158,10 +172,12 @@ class SearchSession:
         payload = read_checkpoint(path)
         model_config = ModelConfig.from_dict(payload["model"])
         if payload.get("kept_channels"):
-            raise CheckpointError(f"checkpoint {path} is already pruned: search from the "
-                                  "unpruned baseline checkpoint")
+            raise CheckpointError(
+                f"checkpoint {path} is already pruned: search from the unpruned baseline checkpoint"
+            )
         wanted = {
-            "model": self.request.model, "bits": self.request.bits,
+            "model": self.request.model,
+            "bits": self.request.bits,
         }
         held = {"model": model_config.name, "bits": model_config.spec.wbits}
         for key, value in wanted.items():

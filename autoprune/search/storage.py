@@ -38,8 +38,10 @@ def open_storage(spec: str = DEFAULT_STORAGE) -> optuna.storages.BaseStorage:
         if url.startswith("sqlite:///"):
             folder = Path(url.removeprefix("sqlite:///")).parent
             if not folder.is_dir():
-                raise StorageError(f"storage {spec}: folder {folder} does not exist; create it "
-                                   "or pass another --storage")
+                raise StorageError(
+                    f"storage {spec}: folder {folder} does not exist; create it "
+                    "or pass another --storage"
+                )
         return RDBStorage(
             url,
             heartbeat_interval=HEARTBEAT_INTERVAL_S,

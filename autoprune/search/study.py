@@ -85,7 +85,10 @@ def open_study(
     Returns the study and whether it was created now.
     """
     study = optuna.create_study(
-        storage=storage, study_name=name, sampler=sampler, directions=list(DIRECTIONS),
+        storage=storage,
+        study_name=name,
+        sampler=sampler,
+        directions=list(DIRECTIONS),
         load_if_exists=True,
     )
     stored = study.user_attrs.get(CONFIG_ATTR)
@@ -199,8 +202,10 @@ def load_existing_study(storage: optuna.storages.BaseStorage, name: str | None) 
         name = names[0]
     if name not in names:
         listed = ", ".join(names) if names else "none"
-        raise ConfigError(f"no study named {name!r} in this storage (studies: {listed}): "
-                          "check --study and --storage")
+        raise ConfigError(
+            f"no study named {name!r} in this storage (studies: {listed}): "
+            "check --study and --storage"
+        )
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -214,13 +219,15 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
         counts = {state: 0 for state in ("COMPLETE", "RUNNING", "WAITING", "FAIL")}
         for trial in study.get_trials(deepcopy=False):
             counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-        summaries.append({
-            "study": name,
-            "model": model.get("name", "?"),
-            "quant": QuantSpec.from_dict(model["quant"]).label if "quant" in model else "?",
-            "dataset": config.get("data", {}).get("name", "?"),
-            "complete": counts["COMPLETE"],
-            "running": counts["RUNNING"],
-            "failed": counts["FAIL"],
-        })
+        summaries.append(
+            {
+                "study": name,
+                "model": model.get("name", "?"),
+                "quant": QuantSpec.from_dict(model["quant"]).label if "quant" in model else "?",
+                "dataset": config.get("data", {}).get("name", "?"),
+                "complete": counts["COMPLETE"],
+                "running": counts["RUNNING"],
+                "failed": counts["FAIL"],
+            }
+        )
     return summaries

@@ -13,7 +13,12 @@ from torch import nn
 from autoprune.config import DataConfig, ModelConfig, TrainConfig, config_key
 from autoprune.data import DataSplits
 from autoprune.metrics import measure
-from autoprune.train.checkpoint import build_model, load_state_strictly, read_checkpoint, save_checkpoint
+from autoprune.train.checkpoint import (
+    build_model,
+    load_state_strictly,
+    read_checkpoint,
+    save_checkpoint,
+)
 from autoprune.train.loops import Progress, evaluate, train
 
 logger = logging.getLogger(__name__)
@@ -55,16 +60,29 @@ def obtain_baseline(
     else:
         torch.manual_seed(train_config.seed)
         model = build_model(model_config).to(device)
-        train(model, data, epochs=train_config.epochs, batch_size=train_config.batch_size,
-              lr=train_config.lr, weight_decay=train_config.weight_decay, seed=train_config.seed,
-              progress=progress)
+        train(
+            model,
+            data,
+            epochs=train_config.epochs,
+            batch_size=train_config.batch_size,
+            lr=train_config.lr,
+            weight_decay=train_config.weight_decay,
+            seed=train_config.seed,
+            progress=progress,
+        )
         reused = False
     val = evaluate(model, data, "val")
     if not reused:
-        save_checkpoint(path, model, model_config, metadata={
-            "data": data_config.to_dict(), "train": train_config.to_dict(),
-            "val_accuracy": val.accuracy,
-        })
+        save_checkpoint(
+            path,
+            model,
+            model_config,
+            metadata={
+                "data": data_config.to_dict(),
+                "train": train_config.to_dict(),
+                "val_accuracy": val.accuracy,
+            },
+        )
     return Baseline(model=model.eval(), path=path, val_accuracy=val.accuracy, reused=reused)
 
 
@@ -92,15 +110,31 @@ def train_checkpoint(
     started = time.perf_counter()
     torch.manual_seed(train_config.seed)
     model = build_model(model_config).to(device)
-    train(model, data, epochs=train_config.epochs, batch_size=train_config.batch_size,
-          lr=train_config.lr, weight_decay=train_config.weight_decay, seed=train_config.seed,
-          progress=progress)
+    train(
+        model,
+        data,
+        epochs=train_config.epochs,
+        batch_size=train_config.batch_size,
+        lr=train_config.lr,
+        weight_decay=train_config.weight_decay,
+        seed=train_config.seed,
+        progress=progress,
+    )
     seconds = time.perf_counter() - started
     val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
     cost = measure(model, model_config.input_shape)
-    save_checkpoint(path, model, model_config, metadata={
-        "data": data_config.to_dict(), "train": train_config.to_dict(),
-        "val_accuracy": val.accuracy, "test_accuracy": test.accuracy, "seconds": seconds,
-    })
-    return TrainedCheckpoint(Path(path), val.accuracy, test.accuracy, cost.size_bits, cost.bops,
-                             seconds)
+    save_checkpoint(
+        path,
+        model,
+        model_config,
+        metadata={
+            "data": data_config.to_dict(),
+            "train": train_config.to_dict(),
+            "val_accuracy": val.accuracy,
+            "test_accuracy": test.accuracy,
+            "seconds": seconds,
+        },
+    )
+    return TrainedCheckpoint(
+        Path(path), val.accuracy, test.accuracy, cost.size_bits, cost.bops, seconds
+    )

@@ -24,7 +24,9 @@ FORMAT = "autoprune-checkpoint"
 VERSION = 1
 
 
-def build_model(model_config: ModelConfig, kept_channels: dict[str, int] | None = None) -> nn.Module:
+def build_model(
+    model_config: ModelConfig, kept_channels: dict[str, int] | None = None
+) -> nn.Module:
     """The (possibly pruned) architecture described by ``model_config``, freshly initialised."""
     model = create_model(
         model_config.name,
@@ -66,21 +68,26 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's plain-data payload, validated; ``CheckpointError`` if unusable."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found: check the path or create one with "
-                              "`autoprune train --out PATH`")
+        raise CheckpointError(
+            f"checkpoint {path} not found: check the path or create one with "
+            "`autoprune train --out PATH`"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not an autoprune checkpoint ({type(error).__name__}): "
-            "re-create it with `autoprune train --out PATH`"
+            f"checkpoint {path} is corrupt or not an autoprune checkpoint "
+            f"({type(error).__name__}): re-create it with `autoprune train --out PATH`"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an autoprune checkpoint: re-create it with "
-                              "`autoprune train --out PATH`")
+        raise CheckpointError(
+            f"{path} is not an autoprune checkpoint: re-create it with `autoprune train --out PATH`"
+        )
     if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {payload['version']}, newer "
-                              f"than this autoprune ({VERSION}): upgrade autoprune")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {payload['version']}, newer "
+            f"than this autoprune ({VERSION}): upgrade autoprune"
+        )
     return payload
 
 
@@ -114,7 +121,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
         model_config = ModelConfig.from_dict(payload["model"])
         model = build_model(model_config, payload.get("kept_channels") or None)
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} has an invalid model description ({error}): "
-                              "re-create it with `autoprune train --out PATH`") from error
+        raise CheckpointError(
+            f"checkpoint {path} has an invalid model description ({error}): "
+            "re-create it with `autoprune train --out PATH`"
+        ) from error
     load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
     return model.to(device).eval()

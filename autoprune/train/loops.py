@@ -93,8 +93,16 @@ def train(
 ) -> float:
     """Train ``epochs`` full passes; returns the final training loss."""
     steps = epochs * steps_per_epoch(data, batch_size)
-    return _optimise(model, data, steps=steps, batch_size=batch_size, lr=lr,
-                     weight_decay=weight_decay, seed=seed, progress=progress)
+    return _optimise(
+        model,
+        data,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        progress=progress,
+    )
 
 
 def finetune(
@@ -110,5 +118,13 @@ def finetune(
     """A short fixed budget of ``steps`` optimisation steps (a pruned candidate's recovery)."""
     if steps <= 0:
         return float("nan")
-    return _optimise(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.0,
-                     seed=seed, progress=progress)
+    return _optimise(
+        model,
+        data,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=0.0,
+        seed=seed,
+        progress=progress,
+    )

@@ -9,14 +9,26 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from autoprune_cli.main import app
 from typer.testing import CliRunner
 
 import autoprune
-from autoprune_cli.main import app
 
 runner = CliRunner()
-TINY = ["--model", "tiny_resnet", "--bits", "2", "--epochs", "1", "--finetune-steps", "2",
-        "--max-train", "256", "--device", "cpu"]
+TINY = [
+    "--model",
+    "tiny_resnet",
+    "--bits",
+    "2",
+    "--epochs",
+    "1",
+    "--finetune-steps",
+    "2",
+    "--max-train",
+    "256",
+    "--device",
+    "cpu",
+]
 
 
 def _invoke(*args: str):
@@ -74,8 +86,10 @@ def test_pareto_output_parses_back(tmp_path: Path) -> None:
 
 def test_a_different_config_under_the_same_study_is_refused(tmp_path: Path) -> None:
     storage = str(tmp_path / "studies.db")
-    assert _invoke("search", *TINY, "--trials", "1", "--storage", storage,
-                   "--study", "s").exit_code == 0
+    assert (
+        _invoke("search", *TINY, "--trials", "1", "--storage", storage, "--study", "s").exit_code
+        == 0
+    )
     other = [a if a != "2" else "1" for a in TINY]  # --bits 1
     result = _invoke("search", *other, "--trials", "2", "--storage", storage, "--study", "s")
     assert result.exit_code != 0
@@ -86,18 +100,41 @@ def test_a_different_config_under_the_same_study_is_refused(tmp_path: Path) -> N
 
 def test_train_writes_checkpoint_that_load_and_search_accept(tmp_path: Path) -> None:
     out = tmp_path / "tiny.pt"
-    result = _invoke("train", "--model", "tiny_cnn", "--bits", "1", "--epochs", "1",
-                     "--device", "cpu", "--out", str(out))
+    result = _invoke(
+        "train",
+        "--model",
+        "tiny_cnn",
+        "--bits",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     model = autoprune.load(out)
     assert model(__import__("torch").zeros(2, 1, 8, 8)).shape == (2, 10)
     storage = str(tmp_path / "s.db")
-    searched = _invoke("search", "--checkpoint", str(out), "--trials", "1", "--finetune-steps",
-                       "1", "--storage", storage, "--device", "cpu")
+    searched = _invoke(
+        "search",
+        "--checkpoint",
+        str(out),
+        "--trials",
+        "1",
+        "--finetune-steps",
+        "1",
+        "--storage",
+        storage,
+        "--device",
+        "cpu",
+    )
     assert searched.exit_code == 0, searched.output
     assert "tiny_cnn-bnn-digits" in searched.output
-    mismatched = _invoke("search", "--checkpoint", str(out), "--model", "resnet20",
-                         "--storage", storage)
+    mismatched = _invoke(
+        "search", "--checkpoint", str(out), "--model", "resnet20", "--storage", storage
+    )
     assert mismatched.exit_code != 0 and "drop --model" in str(mismatched.exception)
 
 
@@ -114,16 +151,18 @@ def test_train_writes_checkpoint_that_load_and_search_accept(tmp_path: Path) -> 
         (["search", "--checkpoint", "nothing.pt"], "not found"),
     ],
 )
-def test_bad_input_is_a_clear_error(args: list[str], message: str, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_is_a_clear_error(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = _invoke(*args, "--device", "cpu") if args[0] == "search" else _invoke(*args)
     assert result.exit_code != 0
     assert message in str(result.exception)
 
 
-def test_malformed_search_space_and_corrupt_checkpoint(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malformed_search_space_and_corrupt_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     bad_yaml = tmp_path / "space.yaml"
     bad_yaml.write_text("groups: [a, b\n")
@@ -141,7 +180,10 @@ def test_console_error_is_one_line_without_traceback(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "autoprune_cli", "search", "--model", "resnet81", "--device", "cpu"],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

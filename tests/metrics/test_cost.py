@@ -18,9 +18,16 @@ class HandModel(nn.Module):
         spec = QuantSpec.from_bits(2)
         self.conv1 = QuantConv2d(1, 4, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(4)
-        self.conv2 = QuantConv2d(4, 8, 3, stride=2, padding=1, bias=False,
-                                 weight_quantizer=spec.weight_quantizer(),
-                                 input_quantizer=spec.input_quantizer())
+        self.conv2 = QuantConv2d(
+            4,
+            8,
+            3,
+            stride=2,
+            padding=1,
+            bias=False,
+            weight_quantizer=spec.weight_quantizer(),
+            input_quantizer=spec.input_quantizer(),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = QuantLinear(8, 10)
 
@@ -31,14 +38,14 @@ class HandModel(nn.Module):
 
 def test_hand_computed_model() -> None:
     cost = measure(HandModel(), (1, 6, 6))
-    conv1_bits = 4 * 1 * 9 * 32                # 36 float weights
-    bn_bits = 2 * 4 * 32                        # scale and shift per channel
-    conv2_bits = 8 * 4 * 9 * 2                  # 288 two-bit weights
-    fc_bits = (8 * 10 + 10) * 32                # weights and bias, float
+    conv1_bits = 4 * 1 * 9 * 32  # 36 float weights
+    bn_bits = 2 * 4 * 32  # scale and shift per channel
+    conv2_bits = 8 * 4 * 9 * 2  # 288 two-bit weights
+    fc_bits = (8 * 10 + 10) * 32  # weights and bias, float
     assert cost.size_bits == conv1_bits + bn_bits + conv2_bits + fc_bits
     assert cost.params == 36 + 8 + 288 + 90
-    conv1_macs = 9 * 1 * 4 * 6 * 6              # output 6x6
-    conv2_macs = 9 * 4 * 8 * 3 * 3              # output 3x3
+    conv1_macs = 9 * 1 * 4 * 6 * 6  # output 6x6
+    conv2_macs = 9 * 4 * 8 * 3 * 3  # output 3x3
     fc_macs = 8 * 10
     assert cost.macs == conv1_macs + conv2_macs + fc_macs
     assert cost.bops == conv1_macs * 32 * 32 + conv2_macs * 2 * 2 + fc_macs * 32 * 32

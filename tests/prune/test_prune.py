@@ -51,10 +51,13 @@ def test_physical_removal_equals_zeroed_channels(model_name: str, bits: int) -> 
             int(c.weight.abs().transpose(0, 1).flatten(1).amax(1).argmax()) for c in group.consumers
         }
         plan[group.name] = [c for c in range(0, group.num_channels, 2) if c not in protected]
+
+    def zero_channels(indices: list[int]):
+        index = torch.tensor(indices, dtype=torch.long)
+        return lambda _module, _inputs, out: out.index_fill(1, index, 0.0)
+
     handles = [
-        consumer.input_quantizer.register_forward_hook(
-            lambda _m, _i, out, idx=torch.tensor(plan[group.name]): out.index_fill(1, idx, 0.0)
-        )
+        consumer.input_quantizer.register_forward_hook(zero_channels(plan[group.name]))
         for group in groups
         for consumer in group.consumers
     ]
@@ -83,8 +86,12 @@ def test_residual_coupled_channels_are_not_block_internal() -> None:
 def test_prune_ratios_keep_expected_counts_and_model_runs() -> None:
     model = create_model("resnet20", bits=1).eval()
     example = torch.zeros(1, 3, 8, 8)
-    kept = prune_(model, {"layers.0.0.conv1": 0.5, "layers.2.2.conv1": 0.25},
-                  criterion="angle-next", example_input=example)
+    kept = prune_(
+        model,
+        {"layers.0.0.conv1": 0.5, "layers.2.2.conv1": 0.25},
+        criterion="angle-next",
+        example_input=example,
+    )
     assert kept["layers.0.0.conv1"] == 8 and kept["layers.2.2.conv1"] == 48
     assert kept["layers.1.1.conv1"] == 32
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from autoprune.errors import ConfigError
 from autoprune.quant import (
     ACTIVATION_QUANTIZERS,
     WEIGHT_QUANTIZERS,
@@ -13,7 +14,6 @@ from autoprune.quant import (
     QuantSpec,
     Sign,
 )
-from autoprune.errors import ConfigError
 
 
 def _grad(quantizer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

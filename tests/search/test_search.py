@@ -8,6 +8,7 @@ import optuna
 import pytest
 import torch
 
+from autoprune.config import TrainConfig
 from autoprune.errors import ConfigError, StorageError
 from autoprune.models import MODELS, create_model
 from autoprune.search import (
@@ -20,7 +21,6 @@ from autoprune.search import (
     parse_search_space,
 )
 from autoprune.search.space import bundled_search_space_file
-from autoprune.config import TrainConfig
 
 EXAMPLE = torch.zeros(1, 3, 8, 8)
 
@@ -89,8 +89,14 @@ class _InterruptAt(SearchObserver):
 
 def _request(storage: Path, trials: int) -> SearchRequest:
     return SearchRequest(
-        model="tiny_cnn", bits=1, trials=trials, storage=str(storage), study_name="s",
-        finetune=FinetuneConfig(steps=2), train=TrainConfig(epochs=1), device="cpu",
+        model="tiny_cnn",
+        bits=1,
+        trials=trials,
+        storage=str(storage),
+        study_name="s",
+        finetune=FinetuneConfig(steps=2),
+        train=TrainConfig(epochs=1),
+        device="cpu",
         max_train=200,
     )
 
