@@ -66,6 +66,7 @@ class DataConfig(_Plain):
     name: str = "digits"
     val_fraction: float = 0.1
     seed: int = 0
+    max_train: int | None = None  # cap on training images (quick runs and tests)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from typing import Annotated
 
 import optuna
 import typer
-from autoprune_cli.render import RichSearchObserver, pareto_table, progress_bar, trial_line
 from rich.console import Console
 from rich.table import Table
 
@@ -31,12 +30,14 @@ from autoprune.search import (
     FinetuneConfig,
     SearchRequest,
     SearchSession,
+    export_trial,
     load_existing_study,
     open_storage,
     study_summaries,
     trials_frame,
 )
 from autoprune.train import train_checkpoint
+from autoprune_cli.render import RichSearchObserver, pareto_table, progress_bar, trial_line
 
 app = typer.Typer(
     add_completion=False,
@@ -253,6 +254,27 @@ def train(
         f"wrote {out}: val acc {100 * result.val_accuracy:.2f} %, test acc "
         f"{100 * result.test_accuracy:.2f} %, size {result.size_bits / BITS_PER_MB:.4f} MB, "
         f"{result.bops / 1e9:.3f} GBOPs, trained in {result.seconds:.0f} s"
+    )
+
+
+@app.command()
+def export(
+    trial: Annotated[int, typer.Option(help="Trial number (see `autoprune pareto`).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
+    study: Annotated[str | None, typer.Option(help="Study name (optional if only one).")] = None,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Rebuild a trial's pruned, fine-tuned network and save it physically smaller."""
+    _require_existing(storage)
+    loaded = load_existing_study(open_storage(storage), study)
+    result = export_trial(loaded, trial, out, data_dir=data_dir, device=device)
+    console.print(
+        f"wrote {result.path}: trial {result.trial}, {result.params:,} parameters, "
+        f"{result.size_bits / BITS_PER_MB:.4f} MB; val acc {100 * result.val_accuracy:.2f} % "
+        f"(search measured {100 * result.searched_val_accuracy:.2f} %), "
+        f"test acc {100 * result.test_accuracy:.2f} %"
     )
 
 

@@ -1,5 +1,6 @@
 """Search over per-group pruning ratios with Optuna: spaces, samplers, storage, study, front."""
 
+from autoprune.search.export import ExportedTrial, export_trial
 from autoprune.search.objective import CandidateEvaluator, CandidateResult, FinetuneConfig
 from autoprune.search.pareto import compact_ratios, trials_frame
 from autoprune.search.samplers import SAMPLERS, create_sampler
@@ -21,6 +22,7 @@ __all__ = [
     "SAMPLERS",
     "CandidateEvaluator",
     "CandidateResult",
+    "ExportedTrial",
     "FinetuneConfig",
     "Reference",
     "SearchObserver",
@@ -29,6 +31,7 @@ __all__ = [
     "SearchSpace",
     "compact_ratios",
     "create_sampler",
+    "export_trial",
     "load_existing_study",
     "load_search_space",
     "open_storage",

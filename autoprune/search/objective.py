@@ -50,9 +50,18 @@ class CandidateEvaluator:
     criterion: str
     finetune_config: FinetuneConfig
 
-    def __call__(
-        self, ratios: dict[str, float], *, seed: int, progress: Progress | None = None
-    ) -> CandidateResult:
+    def build(
+        self,
+        ratios: dict[str, float],
+        *,
+        seed: int,
+        progress: Progress | None = None,
+        seconds: dict[str, float] | None = None,
+    ) -> tuple[nn.Module, dict[str, int]]:
+        """The pruned and fine-tuned candidate and its kept channels per group.
+
+        Deterministic for a given ``seed`` on one device, so a trial can be rebuilt to export.
+        """
         device = next(self.baseline.parameters()).device
         started = time.perf_counter()
         model = copy.deepcopy(self.baseline)
@@ -69,9 +78,18 @@ class CandidateEvaluator:
             seed=seed,
             progress=progress,
         )
-        tuned = time.perf_counter()
+        if seconds is not None:
+            seconds.update(prune=pruned - started, finetune=time.perf_counter() - pruned)
+        return model, kept
+
+    def __call__(
+        self, ratios: dict[str, float], *, seed: int, progress: Progress | None = None
+    ) -> CandidateResult:
+        seconds: dict[str, float] = {}
+        model, kept = self.build(ratios, seed=seed, progress=progress, seconds=seconds)
+        started = time.perf_counter()
         val = evaluate(model, self.data, "val")
-        evaluated = time.perf_counter()
+        seconds["evaluate"] = time.perf_counter() - started
         cost = measure(model, self.model_config.input_shape)
         return CandidateResult(
             val_accuracy=val.accuracy,
@@ -81,9 +99,5 @@ class CandidateEvaluator:
             macs=cost.macs,
             bops=cost.bops,
             kept_channels=kept,
-            seconds={
-                "prune": pruned - started,
-                "finetune": tuned - pruned,
-                "evaluate": evaluated - tuned,
-            },
+            seconds=seconds,
         )

@@ -26,6 +26,7 @@ from autoprune.search.samplers import create_sampler
 from autoprune.search.space import load_search_space
 from autoprune.search.storage import DEFAULT_STORAGE, open_storage
 from autoprune.search.study import (
+    BASELINE_PATH_ATTR,
     REFERENCE_ATTR,
     Reference,
     SearchObserver,
@@ -82,7 +83,9 @@ class SearchSession:
     ) -> None:
         self.request = request
         self.device = resolve_device(request.device)
-        self.data_config = DataConfig(request.dataset, request.val_fraction, request.seed)
+        self.data_config = DataConfig(
+            request.dataset, request.val_fraction, request.seed, request.max_train
+        )
         # Open the storage first: an unreachable one should fail before minutes of training.
         self.storage = open_storage(request.storage)
         self.data = load_dataset(
@@ -119,6 +122,7 @@ class SearchSession:
             "criterion": request.criterion,
             "finetune": request.finetune.to_dict(),
             "space": self.space.to_dict(),
+            "seed": request.seed,
         }
         CRITERIA.get(request.criterion)  # fail fast on an unknown criterion
         sampler = create_sampler(
@@ -159,6 +163,7 @@ class SearchSession:
             baseline_val_accuracy=self.baseline_val_accuracy,
         )
         self.study.set_user_attr(REFERENCE_ATTR, self.reference.to_dict())
+        self.study.set_user_attr(BASELINE_PATH_ATTR, str(Path(self.baseline_path).resolve()))
         enqueue_reference_trials(self.study, self.space)
         self.evaluator = CandidateEvaluator(
             baseline=self.baseline,

@@ -31,6 +31,8 @@ OBJECTIVE_NAMES = ("val_accuracy", "size_mb")
 UNIFORM_PROBES = (0.2, 0.4, 0.6)
 CONFIG_ATTR = "autoprune_config"
 REFERENCE_ATTR = "autoprune_reference"
+# Where the baseline checkpoint lives; not part of the identity, so a moved file can be re-pointed.
+BASELINE_PATH_ATTR = "autoprune_baseline_path"
 
 
 @dataclass(frozen=True)

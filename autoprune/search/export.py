@@ -1,0 +1,111 @@
+"""Export a trial of a study as a physically smaller checkpoint.
+
+The trial's candidate is rebuilt exactly as the search built it (same baseline, criterion,
+ratios, fine-tuning budget and seed), then saved with its kept channels per group, so
+``autoprune.load`` returns the pruned network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from autoprune.config import DataConfig, ModelConfig
+from autoprune.data import load_dataset
+from autoprune.device import resolve_device
+from autoprune.errors import CheckpointError, ConfigError
+from autoprune.metrics import measure
+from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
+from autoprune.search.study import BASELINE_PATH_ATTR, CONFIG_ATTR
+from autoprune.train import build_model, evaluate, read_checkpoint, save_checkpoint
+from autoprune.train.checkpoint import load_state_strictly
+
+
+@dataclass(frozen=True)
+class ExportedTrial:
+    path: Path
+    trial: int
+    kept_channels: dict[str, int]
+    size_bits: int
+    params: int
+    val_accuracy: float
+    searched_val_accuracy: float
+    test_accuracy: float
+
+
+def export_trial(
+    study: optuna.Study,
+    trial_number: int,
+    out: str | Path,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+) -> ExportedTrial:
+    config = study.user_attrs.get(CONFIG_ATTR)
+    if config is None:
+        raise ConfigError(f"study {study.study_name!r} was not made by autoprune search")
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    trial = trials.get(trial_number)
+    if trial is None or trial.state != TrialState.COMPLETE:
+        complete = sorted(n for n, t in trials.items() if t.state == TrialState.COMPLETE)
+        raise ConfigError(
+            f"study {study.study_name!r} has no complete trial {trial_number}: choose one of "
+            f"{', '.join(map(str, complete)) or 'none'} (see `autoprune pareto`)"
+        )
+    baseline_path = study.user_attrs.get(BASELINE_PATH_ATTR)
+    if not baseline_path or not Path(baseline_path).is_file():
+        raise CheckpointError(
+            f"the study's baseline {baseline_path} is gone: rerun the study's `autoprune search` "
+            "command (with its --trials) to rebuild it"
+        )
+    resolved = resolve_device(device)
+    model_config = ModelConfig.from_dict(config["model"])
+    data_config = DataConfig.from_dict(config["data"])
+    data = load_dataset(
+        data_config.name,
+        data_dir=data_dir,
+        val_fraction=data_config.val_fraction,
+        seed=data_config.seed,
+        device=resolved,
+        max_train=data_config.max_train,
+    )
+    baseline = build_model(model_config)
+    load_state_strictly(
+        baseline, read_checkpoint(baseline_path)["state_dict"], f"baseline {baseline_path}"
+    )
+    evaluator = CandidateEvaluator(
+        baseline=baseline.to(resolved).eval(),
+        data=data,
+        model_config=model_config,
+        criterion=config["criterion"],
+        finetune_config=FinetuneConfig(**config["finetune"]),
+    )
+    model, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
+    val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
+    cost = measure(model, model_config.input_shape)
+    save_checkpoint(
+        out,
+        model,
+        model_config,
+        kept_channels=kept,
+        metadata={
+            "study": study.study_name,
+            "trial": trial_number,
+            "ratios": dict(trial.params),
+            "val_accuracy": val.accuracy,
+            "test_accuracy": test.accuracy,
+        },
+    )
+    return ExportedTrial(
+        path=Path(out),
+        trial=trial_number,
+        kept_channels=kept,
+        size_bits=cost.size_bits,
+        params=cost.params,
+        val_accuracy=val.accuracy,
+        searched_val_accuracy=trial.values[0],
+        test_accuracy=test.accuracy,
+    )
