@@ -12,6 +12,7 @@ from torch import nn
 
 from autoprune.config import DataConfig, ModelConfig, TrainConfig, config_key
 from autoprune.data import DataSplits
+from autoprune.errors import CheckpointError
 from autoprune.metrics import measure
 from autoprune.train.checkpoint import (
     build_model,
@@ -40,6 +41,41 @@ def baseline_path(
     return cache_dir / "baselines" / f"{label}-{key}.pt"
 
 
+def _train_fresh(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data: DataSplits,
+    device: torch.device,
+    progress: Progress | None,
+) -> nn.Module:
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config).to(device)
+    train(
+        model,
+        data,
+        epochs=train_config.epochs,
+        batch_size=train_config.batch_size,
+        lr=train_config.lr,
+        weight_decay=train_config.weight_decay,
+        seed=train_config.seed,
+        progress=progress,
+    )
+    return model
+
+
+def _load_cached(path: Path, model_config: ModelConfig, device: torch.device) -> nn.Module | None:
+    """The cached baseline, or None if there is none or it is unusable (then it is retrained)."""
+    if not path.is_file():
+        return None
+    model = build_model(model_config)
+    try:
+        load_state_strictly(model, read_checkpoint(path)["state_dict"], f"cached baseline {path}")
+    except CheckpointError as error:
+        logger.warning("ignoring unusable cached baseline (%s); training a new one", error)
+        return None
+    return model.to(device)
+
+
 def obtain_baseline(
     model_config: ModelConfig,
     data_config: DataConfig,
@@ -52,37 +88,18 @@ def obtain_baseline(
 ) -> Baseline:
     """Load the cached baseline for this exact config, or train and cache it."""
     path = baseline_path(cache_dir, model_config, data_config, train_config)
-    model = build_model(model_config).to(device)
-    if path.is_file():
-        load_state_strictly(model, read_checkpoint(path)["state_dict"], f"cached baseline {path}")
-        reused = True
-        logger.info("reusing cached baseline %s", path)
-    else:
-        torch.manual_seed(train_config.seed)
-        model = build_model(model_config).to(device)
-        train(
-            model,
-            data,
-            epochs=train_config.epochs,
-            batch_size=train_config.batch_size,
-            lr=train_config.lr,
-            weight_decay=train_config.weight_decay,
-            seed=train_config.seed,
-            progress=progress,
-        )
-        reused = False
+    model = _load_cached(path, model_config, device)
+    reused = model is not None
+    if model is None:
+        model = _train_fresh(model_config, train_config, data, device, progress)
     val = evaluate(model, data, "val")
     if not reused:
-        save_checkpoint(
-            path,
-            model,
-            model_config,
-            metadata={
-                "data": data_config.to_dict(),
-                "train": train_config.to_dict(),
-                "val_accuracy": val.accuracy,
-            },
-        )
+        metadata = {
+            "data": data_config.to_dict(),
+            "train": train_config.to_dict(),
+            "val_accuracy": val.accuracy,
+        }
+        save_checkpoint(path, model, model_config, metadata=metadata)
     return Baseline(model=model.eval(), path=path, val_accuracy=val.accuracy, reused=reused)
 
 
@@ -108,18 +125,7 @@ def train_checkpoint(
 ) -> TrainedCheckpoint:
     """Train ``model_config`` from scratch and save it with its full config to ``path``."""
     started = time.perf_counter()
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_config).to(device)
-    train(
-        model,
-        data,
-        epochs=train_config.epochs,
-        batch_size=train_config.batch_size,
-        lr=train_config.lr,
-        weight_decay=train_config.weight_decay,
-        seed=train_config.seed,
-        progress=progress,
-    )
+    model = _train_fresh(model_config, train_config, data, device, progress)
     seconds = time.perf_counter() - started
     val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
     cost = measure(model, model_config.input_shape)

@@ -55,7 +55,9 @@ def _optimise(
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-    generator = torch.Generator(device=data.train_x.device).manual_seed(seed)
+    # a CPU generator on every device: the data module draws its random numbers on the CPU,
+    # which also makes a seed mean the same batches on CPU and CUDA
+    generator = torch.Generator().manual_seed(seed)
     tail = max(1, steps // 10)
     tail_losses: list[float] = []
     step = 0

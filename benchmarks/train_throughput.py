@@ -1,0 +1,213 @@
+"""Training throughput (images/s) of float vs. quantized models on random inputs.
+
+What it measures: wall-clock time of full training steps -- forward, cross-entropy, backward
+and an Adam update -- on a fixed random batch of 32x32 images, for each model and bit-width
+(32 = float, 2 = DoReFa W2A2, 1 = BNN). No data loading is involved, so the numbers isolate the
+cost of the network itself, including the fake-quantization passes.
+
+How it runs: every variant is built and warmed up first. Then each of ``--repeats`` rounds
+times ``--steps`` steps of every variant in turn (32, 2, 1, 32, 2, 1, ...), so slow phases of a
+shared machine hit all variants roughly alike.
+
+How to read it: ``median`` is the median images/s over the rounds (``min``/``max`` show the
+spread); ``vs fp32`` is that median divided by the float model's median (1.00 = as fast as
+float, 0.50 = half the throughput). Compare rows from the same run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoprune.models import create_model
+
+IMAGE_SIZE = 32
+NUM_CLASSES = 10
+IN_CHANNELS = 3
+
+
+@dataclass
+class Variant:
+    """One model at one bit-width, with its optimizer and the rates measured so far."""
+
+    model_name: str
+    bits: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    rates: list[float] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return {32: "fp32", 1: "bnn"}.get(self.bits, f"w{self.bits}a{self.bits}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads value")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--models", default="resnet20", help="comma-separated registry names")
+    parser.add_argument("--bits", default="32,2,1", help="comma-separated bit-widths")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "threads", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but CUDA is not available")
+    return torch.device(choice)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build_variant(
+    model_name: str, bits: int, device: torch.device, memory_format: torch.memory_format
+) -> Variant:
+    model = create_model(model_name, bits=bits, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
+    model = model.to(device=device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return Variant(model_name, bits, model, optimizer)
+
+
+def train_step(variant: Variant, images: torch.Tensor, targets: torch.Tensor) -> None:
+    variant.optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(variant.model(images), targets)
+    loss.backward()
+    variant.optimizer.step()
+
+
+def time_steps(
+    variant: Variant,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int,
+    device: torch.device,
+) -> float:
+    """Run ``steps`` training steps and return the images/s they achieved."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(variant, images, targets)
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    return steps * images.shape[0] / elapsed
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Plain-text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts)
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def report(variants: Sequence[Variant], batch_size: int) -> str:
+    float_median = {
+        v.model_name: statistics.median(v.rates) for v in variants if v.bits == 32 and v.rates
+    }
+    headers = ("model", "bits", "variant", "median img/s", "min", "max", "ms/step", "vs fp32")
+    rows = []
+    for v in variants:
+        median = statistics.median(v.rates)
+        reference = float_median.get(v.model_name)
+        ratio = f"{median / reference:.2f}x" if reference else "-"
+        rows.append(
+            (
+                v.model_name,
+                str(v.bits),
+                v.label,
+                f"{median:.1f}",
+                f"{min(v.rates):.1f}",
+                f"{max(v.rates):.1f}",
+                f"{1000 * batch_size / median:.1f}",
+                ratio,
+            )
+        )
+    return format_table(headers, rows)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    model_names = split_list(args.models)
+    bit_widths = [int(bits) for bits in split_list(args.bits)]
+    variants = [
+        build_variant(name, bits, device, memory_format)
+        for name in model_names
+        for bits in bit_widths
+    ]
+
+    shape = (args.batch_size, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+    images = torch.randn(shape, device=device).contiguous(memory_format=memory_format)
+    targets = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
+
+    load_before = load_average()
+    for variant in variants:
+        for _ in range(args.warmup):
+            train_step(variant, images, targets)
+    synchronize(device)
+
+    for _ in range(args.repeats):
+        for variant in variants:
+            variant.rates.append(time_steps(variant, images, targets, args.steps, device))
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"torch {torch.__version__} | device {device_name} | threads {torch.get_num_threads()}"
+        f" | python {platform.python_version()} | batch {args.batch_size}"
+        f" | {args.steps} steps x {args.repeats} interleaved repeats (warm-up {args.warmup})"
+        f" | {'channels_last' if args.channels_last else 'contiguous (NCHW)'}"
+    )
+    print(f"load average (1/5/15 min): before {load_before} | after {load_average()}")
+    print()
+    print(report(variants, args.batch_size))
+
+
+if __name__ == "__main__":
+    main()
