@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import autoprune
+from autoprune.search import open_storage
 from autoprune_cli.main import app
 
 runner = CliRunner()
@@ -205,3 +206,40 @@ def test_console_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: unknown model 'resnet81'")
+
+
+def test_two_workers_share_one_journal_storage(tmp_path: Path) -> None:
+    """Two processes, one journal file: they split the budget of complete trials."""
+    import subprocess
+    import sys
+
+    storage = str(tmp_path / "studies.log")
+    command = [
+        sys.executable,
+        "-m",
+        "autoprune_cli",
+        "search",
+        *TINY,
+        "--trials",
+        "8",
+        "--storage",
+        storage,
+        "--study",
+        "shared",
+        "--sampler",
+        "random",
+    ]
+    workers = [
+        subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=240) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), outputs
+    study = optuna.load_study(study_name="shared", storage=open_storage(storage))
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    # each worker stops once 8 are complete; one finishing in flight may add one more each
+    assert 8 <= len(complete) <= 10
+    ran = [out.count("trial ") for out, _ in outputs]
+    assert all(count > 0 for count in ran), ran
