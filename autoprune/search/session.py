@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -125,11 +125,13 @@ class SearchSession:
             "seed": request.seed,
         }
         CRITERIA.get(request.criterion)  # fail fast on an unknown criterion
-        sampler = create_sampler(
-            request.sampler, seed=request.seed, n_startup_trials=len(self.space.groups) // 2 + 6
-        )
-        self.study, self.created = open_study(
-            self.storage, self.study_name, config=config, sampler=sampler
+        self.study, self.created = open_study(self.storage, self.study_name, config=config)
+        # Offset the sampler's seed by the trials already there: a resumed run, or a worker
+        # joining others, must not replay the random start-up points of the first run.
+        self.study.sampler = create_sampler(
+            request.sampler,
+            seed=request.seed + len(self.study.trials),
+            n_startup_trials=len(self.space.groups) // 2 + 6,
         )
 
         if checkpoint_model is not None:
@@ -153,11 +155,7 @@ class SearchSession:
         self.reference = Reference(
             quantized_size_bits=measure(self.baseline, self.model_config.input_shape).size_bits,
             float_size_bits=measure(
-                build_model(
-                    ModelConfig.from_dict(
-                        {**self.model_config.to_dict(), "quant": QuantSpec().to_dict()}
-                    )
-                ),
+                build_model(replace(self.model_config, quant=QuantSpec().to_dict())),
                 self.model_config.input_shape,
             ).size_bits,
             baseline_val_accuracy=self.baseline_val_accuracy,

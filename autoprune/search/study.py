@@ -80,7 +80,7 @@ def open_study(
     name: str,
     *,
     config: dict[str, Any],
-    sampler: optuna.samplers.BaseSampler,
+    sampler: optuna.samplers.BaseSampler | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or resume it if its stored config equals ``config``.
 
