@@ -24,13 +24,14 @@ class _SignSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+        # keep a 1-byte mask, not the input; sign(x) + 0.5 moves 0 to the +1 side
+        ctx.save_for_backward(x.abs() <= 1)
+        return torch.sign(x).add_(0.5).sign_()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        (inside,) = ctx.saved_tensors
+        return grad * inside
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -50,13 +51,14 @@ class _ClippedRoundSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return torch.round(x.clamp(0, 1) * levels) / levels
+        clipped = x.clamp(0, 1)
+        ctx.save_for_backward(clipped == x)  # 1-byte mask of the unclipped entries
+        return clipped.mul_(levels).round_().div_(levels)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return grad * ((x >= 0) & (x <= 1)).to(grad.dtype), None
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None
 
 
 def round_ste(x: torch.Tensor, bits: int) -> torch.Tensor:
