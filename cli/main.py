@@ -128,27 +128,27 @@ def search(
         seed=seed,
         max_train=max_train,
     )
-    with progress_bar(console) as progress:
-        task = progress.add_task("baseline training", total=None, visible=False)
-
-        def on_step(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, visible=True)
-
-        session = SearchSession(request, baseline_progress=on_step)
-        progress.update(task, visible=False)
-    source = request.checkpoint or (
-        f"cached baseline {session.baseline_path}"
-        if session.baseline_reused
-        else f"trained baseline, cached at {session.baseline_path}"
-    )
-    console.print(
-        f"study [bold]{session.study_name}[/] in {request.storage} "
-        f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups; "
-        f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
-        f"({source}); device {session.device}"
-    )
-    done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
     try:
+        with progress_bar(console) as progress:
+            task = progress.add_task("baseline training", total=None, visible=False)
+
+            def on_step(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total, visible=True)
+
+            session = SearchSession(request, baseline_progress=on_step)
+            progress.update(task, visible=False)
+        source = request.checkpoint or (
+            f"cached baseline {session.baseline_path}"
+            if session.baseline_reused
+            else f"trained baseline, cached at {session.baseline_path}"
+        )
+        console.print(
+            f"study [bold]{session.study_name}[/] in {request.storage} "
+            f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups; "
+            f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
+            f"({source}); device {session.device}"
+        )
+        done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
         with progress_bar(console) as progress:
             observer = RichSearchObserver(
                 progress,

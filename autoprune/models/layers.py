@@ -14,9 +14,19 @@ def activation(spec: QuantSpec) -> nn.Module:
 
 
 def quant_conv(
-    spec: QuantSpec, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
+    spec: QuantSpec,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    *,
+    stem: bool = False,
 ) -> QuantConv2d:
-    """A bias-free quantized conv (a BatchNorm follows), 'same' padding."""
+    """A bias-free quantized conv (a BatchNorm follows) with 'same' padding.
+
+    ``stem=True`` is the first conv: it reads the raw image, which is never quantized, and its
+    weights are at ``spec.edge_bits``.
+    """
     return QuantConv2d(
         in_channels,
         out_channels,
@@ -24,23 +34,8 @@ def quant_conv(
         stride=stride,
         padding=kernel_size // 2,
         bias=False,
-        weight_quantizer=spec.weight_quantizer(),
-        input_quantizer=spec.input_quantizer(),
-    )
-
-
-def stem_conv(
-    spec: QuantSpec, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
-) -> QuantConv2d:
-    """The first conv: reads the raw image (never quantized), weights at ``edge_bits``."""
-    return QuantConv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        stride=stride,
-        padding=kernel_size // 2,
-        bias=False,
-        weight_quantizer=spec.weight_quantizer(edge=True),
+        weight_quantizer=spec.weight_quantizer(edge=stem),
+        input_quantizer=None if stem else spec.input_quantizer(),
     )
 
 

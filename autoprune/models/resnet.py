@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from autoprune.models.layers import BasicBlock, activation, classifier, stem_conv
+from autoprune.models.layers import BasicBlock, activation, classifier, quant_conv
 from autoprune.models.registry import register_model
 from autoprune.quant import QuantSpec
 
@@ -28,7 +28,7 @@ class ResNet(nn.Module):
         in_channels: int,
     ) -> None:
         super().__init__()
-        self.conv1 = stem_conv(spec, in_channels, widths[0])
+        self.conv1 = quant_conv(spec, in_channels, widths[0], 3, stem=True)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.act1 = activation(spec)
         stages = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.models.layers import activation, classifier, quant_conv, stem_conv
+from autoprune.models.layers import activation, classifier, quant_conv
 from autoprune.models.registry import register_model
 from autoprune.models.resnet import ResNet
 from autoprune.quant import QuantSpec
@@ -17,7 +17,7 @@ class TinyCNN(nn.Module):
     def __init__(self, spec: QuantSpec, *, num_classes: int, in_channels: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            stem_conv(spec, in_channels, 8),
+            quant_conv(spec, in_channels, 8, 3, stem=True),
             nn.BatchNorm2d(8),
             activation(spec),
             quant_conv(spec, 8, 16, 3),

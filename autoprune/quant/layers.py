@@ -76,12 +76,10 @@ class QuantSpec:
         return cls(**data)
 
 
-def _quantizer_or_identity(quantizer: Quantizer | None) -> Quantizer:
-    return quantizer if quantizer is not None else WEIGHT_QUANTIZERS.get("fp")()
+class _Quantized(nn.Module):
+    """Adds the two quantizer children to a torch layer (cooperative ``__init__``)."""
 
-
-class QuantConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that convolves ``input_quantizer(x)`` with ``weight_quantizer(weight)``."""
+    weight: torch.Tensor
 
     def __init__(
         self,
@@ -91,32 +89,23 @@ class QuantConv2d(nn.Conv2d):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.weight_quantizer = _quantizer_or_identity(weight_quantizer)
-        self.input_quantizer = _quantizer_or_identity(input_quantizer)
+        identity = WEIGHT_QUANTIZERS.get("fp")
+        self.weight_quantizer = weight_quantizer if weight_quantizer is not None else identity()
+        self.input_quantizer = input_quantizer if input_quantizer is not None else identity()
 
     def quantized_weight(self) -> torch.Tensor:
         return self.weight_quantizer(self.weight)
+
+
+class QuantConv2d(_Quantized, nn.Conv2d):
+    """``nn.Conv2d`` that convolves ``input_quantizer(x)`` with ``weight_quantizer(weight)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.input_quantizer(x), self.quantized_weight(), self.bias)
 
 
-class QuantLinear(nn.Linear):
+class QuantLinear(_Quantized, nn.Linear):
     """``nn.Linear`` on ``input_quantizer(x)`` with ``weight_quantizer(weight)``."""
-
-    def __init__(
-        self,
-        *args: Any,
-        weight_quantizer: Quantizer | None = None,
-        input_quantizer: Quantizer | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.weight_quantizer = _quantizer_or_identity(weight_quantizer)
-        self.input_quantizer = _quantizer_or_identity(input_quantizer)
-
-    def quantized_weight(self) -> torch.Tensor:
-        return self.weight_quantizer(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.input_quantizer(x), self.quantized_weight(), self.bias)
