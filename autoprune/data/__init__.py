@@ -5,8 +5,16 @@ from autoprune.data.base import (
     DATASETS,
     DataSplits,
     ImageArrays,
+    ImageData,
     default_data_dir,
     load_dataset,
 )
 
-__all__ = ["DATASETS", "DataSplits", "ImageArrays", "default_data_dir", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataSplits",
+    "ImageArrays",
+    "ImageData",
+    "default_data_dir",
+    "load_dataset",
+]

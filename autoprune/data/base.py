@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,42 @@ logger = logging.getLogger(__name__)
 DATA_DIR_ENV = "AUTOPRUNE_DATA_DIR"
 CACHE_DIR_ENV = "AUTOPRUNE_CACHE"
 SPLITS = ("train", "val", "test")
+
+
+@runtime_checkable
+class ImageData(Protocol):
+    """What training and evaluation loops may rely on, whatever holds the images.
+
+    Satisfied by the in-memory ``DataSplits`` and by the streaming image-folder datasets.
+    Loops must not reach for tensors directly (``train_x`` etc. exist only in memory): they
+    ask ``num_examples`` for sizes and iterate ``batches``, which yields float32 images
+    ``B x in_channels x image_size x image_size`` and int64 labels, already on the device.
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    classes: tuple[str, ...]
+
+    def num_examples(self, split: str) -> int:
+        """How many samples one pass over ``split`` ('train', 'val' or 'test') yields."""
+        ...
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass over ``split``; ``train=True`` shuffles with ``generator`` and augments.
+
+        ``train=False`` yields the split in a fixed order, unaugmented; the last partial batch
+        is kept in both modes, so every sample is seen exactly once per pass.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -208,6 +245,10 @@ class DataSplits:
             raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
         return getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
 
+    def num_examples(self, split: str) -> int:
+        """The number of samples in ``split`` in {'train', 'val', 'test'}."""
+        return int(self.split(split)[1].shape[0])
+
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """This dataset's training augmentation: random crop, then random flip if allowed."""
         x = random_crop(x, self.crop_padding, generator)
@@ -249,7 +290,7 @@ def load_dataset(
     seed: int = 0,
     device: str | torch.device = "cpu",
     max_train: int | None = None,
-) -> DataSplits:
+) -> ImageData:
     """Load a registered dataset and make it ready for training.
 
     The validation set is a stratified ``val_fraction`` of the training images, fixed by

@@ -17,6 +17,7 @@ from autoprune.data import (
     DATASETS,
     DataSplits,
     ImageArrays,
+    ImageData,
     base,
     cifar10,
     default_data_dir,
@@ -385,3 +386,11 @@ def test_image_arrays_rejects_bad_loader_output() -> None:
         ImageArrays(good.float(), labels, good, labels, ("a",), False, 0)
     with pytest.raises(ValueError, match="labels"):
         ImageArrays(good, labels + 3, good, labels, ("a",), False, 0)
+
+
+def test_num_examples_and_protocol() -> None:
+    splits = toy_splits(flip=False, crop_padding=0, count=20)
+    assert isinstance(splits, ImageData)
+    assert [splits.num_examples(s) for s in ("train", "val", "test")] == [20, 5, 20]
+    with pytest.raises(ConfigError):
+        splits.num_examples("holdout")
