@@ -17,10 +17,11 @@ from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.data.base import default_cache_dir
 from autoprune.device import resolve_device
-from autoprune.errors import CheckpointError
+from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA
 from autoprune.quant import QuantSpec
+from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import create_sampler
 from autoprune.search.space import load_search_space
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "resnet18"
 DEFAULT_BITS = 2
+METHODS = ("joint", "layerwise")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class SearchRequest:
     seed: int = 0
     val_fraction: float = 0.1
     max_train: int | None = None
+    method: str = "joint"  # "joint": all ratios at once; "layerwise": the paper's greedy method
+    layerwise: LayerwiseConfig = field(default_factory=LayerwiseConfig)
 
 
 def _file_digest(path: Path) -> str:
@@ -82,6 +86,10 @@ class SearchSession:
         self, request: SearchRequest, *, baseline_progress: Progress | None = None
     ) -> None:
         self.request = request
+        if request.method not in METHODS:
+            raise ConfigError(
+                f"unknown search method {request.method!r}: use one of {', '.join(METHODS)}"
+            )
         self.device = resolve_device(request.device)
         self.data_config = DataConfig(
             request.dataset, request.val_fraction, request.seed, request.max_train
@@ -124,6 +132,10 @@ class SearchSession:
             "space": self.space.to_dict(),
             "seed": request.seed,
         }
+        if request.method == "layerwise":
+            # no per-trial fine-tuning in this method; its own schedule defines the study
+            del config["finetune"]
+            config.update(method="layerwise", layerwise=request.layerwise.to_dict())
         CRITERIA.get(request.criterion)  # fail fast on an unknown criterion
         self.study, self.created = open_study(self.storage, self.study_name, config=config)
         # Offset the sampler's seed by the trials already there: a resumed run, or a worker
@@ -132,7 +144,7 @@ class SearchSession:
             request.sampler,
             seed=request.seed + len(self.study.trials),
             n_startup_trials=len(self.space.groups) // 2 + 6,
-        )
+        )  # the layer-wise method makes one sampler per group instead
 
         if checkpoint_model is not None:
             self.baseline = checkpoint_model.to(self.device).eval()
@@ -162,7 +174,8 @@ class SearchSession:
         )
         self.study.set_user_attr(REFERENCE_ATTR, self.reference.to_dict())
         self.study.set_user_attr(BASELINE_PATH_ATTR, str(Path(self.baseline_path).resolve()))
-        enqueue_reference_trials(self.study, self.space)
+        if request.method == "joint":
+            enqueue_reference_trials(self.study, self.space)
         self.evaluator = CandidateEvaluator(
             baseline=self.baseline,
             data=self.data,
@@ -200,6 +213,32 @@ class SearchSession:
         model = build_model(model_config)
         load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
         return model_config, model, {"checkpoint": _file_digest(path)}
+
+    def run_layerwise(self, observer: SearchObserver | None = None) -> LayerwiseResult:
+        """Run or resume the paper's layer-wise method; its result is a trial of the study."""
+        return LayerwiseSearch(
+            parent=self.study,
+            storage=self.storage,
+            space=self.space,
+            baseline=self.baseline,
+            data=self.data,
+            model_config=self.model_config,
+            criterion=self.request.criterion,
+            config=self.request.layerwise,
+            sampler=self.request.sampler,
+            seed=self.request.seed,
+            state_dir=self.layerwise_dir,
+        ).run(observer)
+
+    @property
+    def layerwise_dir(self) -> Path:
+        """Where the layer-wise method keeps its networks: one folder per storage and study."""
+        storage = self.request.storage
+        where = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+        identity = f"{where}\n{self.study_name}"
+        return (
+            default_cache_dir() / "layerwise" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+        )
 
     def run(self, observer: SearchObserver | None = None) -> int:
         """Run until the study has ``request.trials`` complete trials; returns trials run."""

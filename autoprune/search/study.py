@@ -63,6 +63,16 @@ class SearchObserver:
     def trial_finished(self, trial: FrozenTrial) -> None:
         """A trial ended (any state)."""
 
+    # the layer-wise method (search/layerwise.py) reports per group
+    def group_started(self, position: int, total: int, group: str) -> None:
+        """The layer-wise search starts choosing the ratio of ``group``."""
+
+    def evaluation_finished(self, group: str, trial: FrozenTrial) -> None:
+        """One evaluation of a group's ratio ended (any state)."""
+
+    def group_finished(self, decision: Any) -> None:
+        """A group's ratio was chosen (a ``GroupDecision``) and applied."""
+
 
 def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
     found = []

@@ -1,0 +1,414 @@
+"""The paper's layer-wise method: greedy 1-D Bayesian optimisation, one group at a time.
+
+Guerra et al. (2020) prune the groups from the last to the first. For each group a 1-D
+Bayesian optimisation chooses its ratio ``r``: fixed probes at the low end, the middle and the
+high end of the group's range, then random points, then guided ones (13 evaluations in all
+by default). An evaluation prunes the current network at ``r`` *without* fine-tuning and scores
+
+    objective = -( CE_val + alpha * P / 100 + (alpha / 4) * B / 100 )      (maximised)
+
+with ``P`` the parameter count and ``B`` the size in bits, both in percent of the unpruned
+network. The best ratio is applied; when it is at least ``retrain_threshold`` the network is
+retrained briefly before the next group, and after the last group it is fine-tuned once more.
+
+Storage: every group is its own Optuna study named ``<study>/<position>-<group>`` (a 1-D
+sampler needs trials over one parameter only), in the same storage as the parent study. The
+parent records each decision, and when done one trial for the unpruned baseline and one for
+the result, so ``autoprune pareto`` and ``autoprune export`` treat both methods alike.
+Interrupted runs resume: finished groups are skipped (their network reloaded from the state
+checkpoint, or rebuilt from the stored decisions when that file is gone), a group's completed
+evaluations are kept. The method is sequential by nature: run one worker per study.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from autoprune.config import ModelConfig
+from autoprune.data import DataSplits
+from autoprune.metrics import BITS_PER_MB, measure
+from autoprune.prune import prune_
+from autoprune.search.samplers import create_sampler
+from autoprune.search.space import GroupRange, SearchSpace
+from autoprune.search.study import SearchObserver
+from autoprune.train import build_model, evaluate, finetune, save_checkpoint
+from autoprune.train.checkpoint import load_state_strictly, read_checkpoint
+
+DECISION_ATTR = "layerwise_decision_{position:02d}"
+RESULT_ATTR = "layerwise_result"
+
+
+@dataclass(frozen=True)
+class LayerwiseConfig:
+    """The layer-wise schedule; defaults follow the paper, budgets are in optimiser steps."""
+
+    evaluations: int = 13  # per group: probes, then random, then guided points
+    probes: int = 3  # fixed at the low end, middle and high end of the group's range
+    alpha: float = 1.0  # paper: 1 on CIFAR; 5 (XNOR) to 7 (DoReFa) on ImageNet
+    retrain_threshold: float = 0.05  # retrain after a group pruned at least this much
+    retrain_steps: int = 200  # the paper retrains 5 epochs; steps keep small datasets cheap
+    final_steps: int = 400
+    lr: float = 1e-3
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.probes <= self.evaluations:
+            raise ValueError("layer-wise search needs 1 <= probes <= evaluations")
+
+    @property
+    def random_points(self) -> int:
+        """Half the non-probe budget is random start-up points, as in the paper (5 of 10)."""
+        return (self.evaluations - self.probes) // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    """The ratio chosen for one group and what it cost."""
+
+    position: int
+    group: str
+    ratio: float
+    objective: float
+    val_loss: float
+    val_accuracy: float
+    retrained: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayerwiseResult:
+    decisions: list[GroupDecision]
+    kept_channels: dict[str, int]
+    val_accuracy: float
+    test_accuracy: float
+    size_bits: int
+    params: int
+    checkpoint: Path
+
+
+def probe_ratios(group: GroupRange, count: int) -> list[float]:
+    """``count`` evenly spaced ratios from the group's low to its high end, on its step grid."""
+    if count == 1:
+        points = [group.low]
+    else:
+        points = [group.low + i * (group.high - group.low) / (count - 1) for i in range(count)]
+    snapped = [group.low + round((p - group.low) / group.step) * group.step for p in points]
+    return list(dict.fromkeys(round(min(p, group.high), 10) for p in snapped))
+
+
+def objective_value(
+    val_loss: float, params: int, size_bits: int, base_params: int, base_bits: int, alpha: float
+) -> float:
+    """``-(CE + alpha * P% / 100 + alpha / 4 * B% / 100)``; a diverged network scores -inf."""
+    if not math.isfinite(val_loss):
+        return -math.inf
+    return -(val_loss + alpha * params / base_params + alpha / 4 * size_bits / base_bits)
+
+
+@dataclass
+class LayerwiseSearch:
+    """Runs (or resumes) the layer-wise method for one parent study."""
+
+    parent: optuna.Study
+    storage: optuna.storages.BaseStorage
+    space: SearchSpace
+    baseline: nn.Module
+    data: DataSplits
+    model_config: ModelConfig
+    criterion: str
+    config: LayerwiseConfig
+    sampler: str
+    seed: int
+    state_dir: Path  # the network after each group and the result; one folder per study
+
+    def __post_init__(self) -> None:
+        self.device = next(self.baseline.parameters()).device
+        self.example = torch.zeros(1, *self.model_config.input_shape, device=self.device)
+        base = measure(self.baseline, self.model_config.input_shape)
+        self.base_params, self.base_bits = base.params, base.size_bits
+        # greedy from the last group to the first, as in the paper
+        self.order = list(reversed(self.space.groups))
+
+    # -- storage names -------------------------------------------------------------------
+    def group_study_name(self, position: int, group: GroupRange) -> str:
+        return f"{self.parent.study_name}/{position:02d}-{group.name}"
+
+    def _state_path(self, position: int) -> Path:
+        return self.state_dir / f"after-{position:02d}.pt"
+
+    def decisions(self) -> list[GroupDecision]:
+        """The decisions already stored in the parent study, in greedy order."""
+        found = []
+        for position in range(len(self.order)):
+            stored = self.parent.user_attrs.get(DECISION_ATTR.format(position=position))
+            if stored is None:
+                break
+            found.append(GroupDecision(**stored))
+        return found
+
+    # -- one evaluation ------------------------------------------------------------------
+    def _prune_copy(self, model: nn.Module, group: str, ratio: float) -> tuple[nn.Module, dict]:
+        candidate = copy.deepcopy(model)
+        kept = prune_(
+            candidate, {group: ratio}, criterion=self.criterion, example_input=self.example
+        )
+        return candidate, kept
+
+    def _evaluate(self, model: nn.Module, group: str, ratio: float) -> dict[str, Any]:
+        candidate, kept = self._prune_copy(model, group, ratio)
+        val = evaluate(candidate, self.data, "val")
+        cost = measure(candidate, self.model_config.input_shape)
+        return {
+            "objective": objective_value(
+                val.loss,
+                cost.params,
+                cost.size_bits,
+                self.base_params,
+                self.base_bits,
+                self.config.alpha,
+            ),
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "params": cost.params,
+            "size_bits": cost.size_bits,
+            "kept_channels": kept,
+        }
+
+    # -- one group -----------------------------------------------------------------------
+    def _group_study(self, position: int, group: GroupRange) -> optuna.Study:
+        name = self.group_study_name(position, group)
+        study = optuna.create_study(
+            storage=self.storage, study_name=name, direction="maximize", load_if_exists=True
+        )
+        # the seed is offset by the trials already there, so a resumed group does not replay
+        # the random points it has already evaluated
+        study.sampler = create_sampler(
+            self.sampler,
+            seed=self.seed + 1000 * position + len(study.trials),
+            n_startup_trials=self.config.probes + self.config.random_points,
+        )
+        # the method runs one worker per study, so a trial still RUNNING here belongs to an
+        # interrupted run: fail it, so its probe is enqueued again
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        alive = (TrialState.COMPLETE, TrialState.WAITING)
+        present = {t.params.get(group.name) for t in study.get_trials(deepcopy=False, states=alive)}
+        for ratio in probe_ratios(group, self.config.probes):
+            if ratio not in present:
+                study.enqueue_trial({group.name: ratio}, user_attrs={"probe": True})
+        return study
+
+    def _search_group(
+        self, position: int, group: GroupRange, model: nn.Module, observer: SearchObserver
+    ) -> FrozenTrial:
+        study = self._group_study(position, group)
+
+        def objective(trial: optuna.Trial) -> float:
+            ratio = trial.suggest_float(group.name, group.low, group.high, step=group.step)
+            observer.trial_started(trial.number, {group.name: ratio})
+            scores = self._evaluate(model, group.name, ratio)
+            for key, value in scores.items():
+                if key != "objective":
+                    trial.set_user_attr(key, value)
+            return scores["objective"]
+
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if complete < self.config.evaluations:
+            study.optimize(
+                objective,
+                n_trials=self.config.evaluations - complete,
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(
+                        self.config.evaluations, states=(TrialState.COMPLETE,)
+                    ),
+                    lambda _study, trial: observer.evaluation_finished(group.name, trial),
+                ],
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+        best = study.best_trial
+        # among equally good ratios prefer the largest (the smaller network); ties are common
+        # when a group's channels hardly matter
+        ties = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value == best.value
+        ]
+        return max(ties, key=lambda t: t.params[group.name])
+
+    def _retrain(self, model: nn.Module, steps: int, seed: int, observer: SearchObserver) -> None:
+        torch.manual_seed(seed)
+        finetune(
+            model,
+            self.data,
+            steps=steps,
+            batch_size=self.config.batch_size,
+            lr=self.config.lr,
+            seed=seed,
+            progress=observer.finetune_step,
+        )
+
+    def _apply(self, model: nn.Module, decision: GroupDecision, observer: SearchObserver) -> None:
+        prune_(
+            model,
+            {decision.group: decision.ratio},
+            criterion=self.criterion,
+            example_input=self.example,
+        )
+        if decision.retrained:
+            self._retrain(
+                model, self.config.retrain_steps, self.seed + 1000 * decision.position, observer
+            )
+
+    # -- resuming ------------------------------------------------------------------------
+    def _save_state(self, model: nn.Module, position: int, kept: dict[str, int]) -> None:
+        save_checkpoint(
+            self._state_path(position),
+            model,
+            self.model_config,
+            kept_channels=kept,
+            metadata={"study": self.parent.study_name, "position": position},
+        )
+
+    def _restore(self, decisions: list[GroupDecision], observer: SearchObserver) -> nn.Module:
+        """The network after the stored decisions: from the last state file, else replayed."""
+        if decisions:
+            path = self._state_path(decisions[-1].position)
+            if path.is_file():
+                payload = read_checkpoint(path)
+                model = build_model(self.model_config, payload["kept_channels"])
+                load_state_strictly(model, payload["state_dict"], f"layer-wise state {path}")
+                return model.to(self.device).train(self.baseline.training)
+        model = copy.deepcopy(self.baseline)
+        for decision in decisions:  # deterministic for a seed on one device
+            self._apply(model, decision, observer)
+        return model
+
+    # -- the whole method ----------------------------------------------------------------
+    def run(self, observer: SearchObserver | None = None) -> LayerwiseResult:
+        observer = observer or SearchObserver()
+        decisions = self.decisions()
+        model = self._restore(decisions, observer)
+        for position in range(len(decisions), len(self.order)):
+            group = self.order[position]
+            observer.group_started(position, len(self.order), group.name)
+            best = self._search_group(position, group, model, observer)
+            ratio = best.params[group.name]
+            decision = GroupDecision(
+                position=position,
+                group=group.name,
+                ratio=ratio,
+                objective=float(best.value),
+                val_loss=best.user_attrs["val_loss"],
+                val_accuracy=best.user_attrs["val_accuracy"],
+                retrained=ratio >= self.config.retrain_threshold,
+            )
+            self._apply(model, decision, observer)
+            kept = prune_(model, {}, criterion=self.criterion, example_input=self.example)
+            self._save_state(model, position, kept)
+            self.parent.set_user_attr(DECISION_ATTR.format(position=position), decision.to_dict())
+            decisions.append(decision)
+            observer.group_finished(decision)
+        return self._finish(model, decisions, observer)
+
+    def _finish(
+        self, model: nn.Module, decisions: list[GroupDecision], observer: SearchObserver
+    ) -> LayerwiseResult:
+        final_path = self._state_path(len(self.order)).with_name("final.pt")
+        stored = self.parent.user_attrs.get(RESULT_ATTR)
+        kept = prune_(model, {}, criterion=self.criterion, example_input=self.example)
+        if stored is not None and final_path.is_file():
+            payload = read_checkpoint(final_path)
+            model = build_model(self.model_config, payload["kept_channels"])
+            load_state_strictly(model, payload["state_dict"], f"layer-wise result {final_path}")
+            model = model.to(self.device)
+        else:
+            self._retrain(model, self.config.final_steps, self.seed + 999_999, observer)
+        val, test = evaluate(model, self.data, "val"), evaluate(model, self.data, "test")
+        cost = measure(model, self.model_config.input_shape)
+        ratios = {d.group: d.ratio for d in sorted(decisions, key=lambda d: -d.position)}
+        ratios = {g.name: ratios[g.name] for g in self.space.groups}
+        if stored is None or not final_path.is_file():
+            save_checkpoint(
+                final_path,
+                model,
+                self.model_config,
+                kept_channels=kept,
+                metadata={
+                    "study": self.parent.study_name,
+                    "method": "layerwise",
+                    "ratios": ratios,
+                    "val_accuracy": val.accuracy,
+                    "test_accuracy": test.accuracy,
+                },
+            )
+            self._record_trials(model, ratios, kept, val, cost, final_path)
+            self.parent.set_user_attr(RESULT_ATTR, {"checkpoint": str(final_path.resolve())})
+        return LayerwiseResult(
+            decisions=decisions,
+            kept_channels=kept,
+            val_accuracy=val.accuracy,
+            test_accuracy=test.accuracy,
+            size_bits=cost.size_bits,
+            params=cost.params,
+            checkpoint=final_path,
+        )
+
+    def _record_trials(self, model, ratios, kept, val, cost, final_path: Path) -> None:
+        """The unpruned baseline and the result as trials of the parent (once each)."""
+        labels = {t.user_attrs.get("reference") for t in self.parent.get_trials(deepcopy=False)}
+        # one range from 0 for every group: the unpruned trial has ratio 0 even where the
+        # searched range starts above it
+        distributions = {
+            g.name: optuna.distributions.FloatDistribution(0.0, g.high) for g in self.space.groups
+        }
+        entries = []
+        if "unpruned" not in labels:
+            base_val = evaluate(self.baseline, self.data, "val")
+            base_cost = measure(self.baseline, self.model_config.input_shape)
+            entries.append(
+                (
+                    "unpruned",
+                    {g.name: 0.0 for g in self.space.groups},
+                    base_val,
+                    base_cost,
+                    self.parent.user_attrs.get("autoprune_baseline_path"),
+                    {},
+                )
+            )
+        if "layer-wise result" not in labels:
+            entries.append(
+                ("layer-wise result", ratios, val, cost, str(final_path.resolve()), kept)
+            )
+        for label, params, evaluation, measured, checkpoint, kept_channels in entries:
+            self.parent.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions=distributions,
+                    values=[evaluation.accuracy, measured.size_bits / BITS_PER_MB],
+                    user_attrs={
+                        "reference": label,
+                        "val_loss": evaluation.loss,
+                        "size_bits": measured.size_bits,
+                        "params": measured.params,
+                        "macs": measured.macs,
+                        "bops": measured.bops,
+                        "kept_channels": kept_channels,
+                        "checkpoint": checkpoint,
+                    },
+                )
+            )
