@@ -1,6 +1,7 @@
 """Search over per-group pruning ratios with Optuna: spaces, samplers, storage, study, front."""
 
 from autoprune.search.export import ExportedTrial, export_trial
+from autoprune.search.layerwise import GroupDecision, LayerwiseConfig, LayerwiseResult
 from autoprune.search.objective import CandidateEvaluator, CandidateResult, FinetuneConfig
 from autoprune.search.pareto import compact_ratios, trials_frame
 from autoprune.search.samplers import SAMPLERS, create_sampler
@@ -24,6 +25,9 @@ __all__ = [
     "CandidateResult",
     "ExportedTrial",
     "FinetuneConfig",
+    "GroupDecision",
+    "LayerwiseConfig",
+    "LayerwiseResult",
     "Reference",
     "SearchObserver",
     "SearchRequest",

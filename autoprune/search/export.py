@@ -1,7 +1,8 @@
 """Export a trial of a study as a physically smaller checkpoint.
 
-The trial's candidate is rebuilt exactly as the search built it (same baseline, criterion,
-ratios, fine-tuning budget and seed), then saved with its kept channels per group, so
+A joint-search trial's candidate is rebuilt exactly as the search built it (same baseline,
+criterion, ratios, fine-tuning budget and seed); a layer-wise trial's network was saved by the
+search and is read back. Either is saved with its kept channels per group, so
 ``autoprune.load`` returns the pruned network.
 """
 
@@ -63,6 +64,12 @@ def export_trial(
         )
     resolved = resolve_device(device)
     model_config = ModelConfig.from_dict(config["model"])
+    saved = trial.user_attrs.get("checkpoint")  # a layer-wise trial: its network was saved
+    if saved is not None and not Path(saved).is_file():
+        raise CheckpointError(
+            f"trial {trial_number}'s network {saved} is gone: rerun the study's `autoprune "
+            "search --method layerwise` command to rebuild it"
+        )
     data_config = DataConfig.from_dict(config["data"])
     data = load_dataset(
         data_config.name,
@@ -72,18 +79,25 @@ def export_trial(
         device=resolved,
         max_train=data_config.max_train,
     )
-    baseline = build_model(model_config)
-    load_state_strictly(
-        baseline, read_checkpoint(baseline_path)["state_dict"], f"baseline {baseline_path}"
-    )
-    evaluator = CandidateEvaluator(
-        baseline=baseline.to(resolved).eval(),
-        data=data,
-        model_config=model_config,
-        criterion=config["criterion"],
-        finetune_config=FinetuneConfig(**config["finetune"]),
-    )
-    model, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
+    if saved is not None:
+        payload = read_checkpoint(saved)
+        kept = dict(payload.get("kept_channels") or {})
+        model = build_model(model_config, kept or None)
+        load_state_strictly(model, payload["state_dict"], f"trial {trial_number}'s network {saved}")
+        model = model.to(resolved)
+    else:
+        baseline = build_model(model_config)
+        load_state_strictly(
+            baseline, read_checkpoint(baseline_path)["state_dict"], f"baseline {baseline_path}"
+        )
+        evaluator = CandidateEvaluator(
+            baseline=baseline.to(resolved).eval(),
+            data=data,
+            model_config=model_config,
+            criterion=config["criterion"],
+            finetune_config=FinetuneConfig(**config["finetune"]),
+        )
+        model, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
     val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
     cost = measure(model, model_config.input_shape)
     save_checkpoint(

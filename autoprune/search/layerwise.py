@@ -39,7 +39,7 @@ from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.prune import prune_
 from autoprune.search.samplers import create_sampler
 from autoprune.search.space import GroupRange, SearchSpace
-from autoprune.search.study import SearchObserver
+from autoprune.search.study import BASELINE_PATH_ATTR, LAYERWISE_PARENT_ATTR, SearchObserver
 from autoprune.train import build_model, evaluate, finetune, save_checkpoint
 from autoprune.train.checkpoint import load_state_strictly, read_checkpoint
 
@@ -194,6 +194,7 @@ class LayerwiseSearch:
         study = optuna.create_study(
             storage=self.storage, study_name=name, direction="maximize", load_if_exists=True
         )
+        study.set_user_attr(LAYERWISE_PARENT_ATTR, self.parent.study_name)
         # the seed is offset by the trials already there, so a resumed group does not replay
         # the random points it has already evaluated
         study.sampler = create_sampler(
@@ -220,6 +221,17 @@ class LayerwiseSearch:
         def objective(trial: optuna.Trial) -> float:
             ratio = trial.suggest_float(group.name, group.low, group.high, step=group.step)
             observer.trial_started(trial.number, {group.name: ratio})
+            # an evaluation is deterministic: a ratio the sampler proposes again is not re-run
+            done = [
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.params[group.name] == ratio
+            ]
+            if done:
+                for key, value in done[0].user_attrs.items():
+                    trial.set_user_attr(key, value)
+                trial.set_user_attr("repeat_of", done[0].number)
+                return float(done[0].value)
             scores = self._evaluate(model, group.name, ratio)
             for key, value in scores.items():
                 if key != "objective":
@@ -386,7 +398,7 @@ class LayerwiseSearch:
                     {g.name: 0.0 for g in self.space.groups},
                     base_val,
                     base_cost,
-                    self.parent.user_attrs.get("autoprune_baseline_path"),
+                    self.parent.user_attrs.get(BASELINE_PATH_ATTR),
                     {},
                 )
             )

@@ -33,6 +33,8 @@ CONFIG_ATTR = "autoprune_config"
 REFERENCE_ATTR = "autoprune_reference"
 # Where the baseline checkpoint lives; not part of the identity, so a moved file can be re-pointed.
 BASELINE_PATH_ATTR = "autoprune_baseline_path"
+# Marks the study of one group of a layer-wise search (its value: the parent study's name).
+LAYERWISE_PARENT_ATTR = "layerwise_parent"
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
     summaries = []
     for name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
+        if LAYERWISE_PARENT_ATTR in study.user_attrs:
+            continue  # one group of a layer-wise search: its parent study is listed
         config = study.user_attrs.get(CONFIG_ATTR, {})
         model = config.get("model", {})
         counts = {state: 0 for state in ("COMPLETE", "RUNNING", "WAITING", "FAIL")}
@@ -237,6 +241,7 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
                 "model": model.get("name", "?"),
                 "quant": QuantSpec.from_dict(model["quant"]).label if "quant" in model else "?",
                 "dataset": config.get("data", {}).get("name", "?"),
+                "method": config.get("method", "joint"),
                 "complete": counts["COMPLETE"],
                 "running": counts["RUNNING"],
                 "failed": counts["FAIL"],
