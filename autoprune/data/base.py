@@ -1,18 +1,27 @@
 """Dataset registry, raw and training-ready containers, splitting, normalisation and batching.
 
-A dataset is one file that registers a loader in ``DATASETS``: ``loader(data_dir)`` returns the
-raw ``ImageArrays`` (uint8 images, int64 labels). ``load_dataset`` turns that into
-``DataSplits``: a seeded validation split carved from the training images, per-channel
-normalisation computed on the training split only, everything moved to the device once.
-Batching and augmentation then run on the device, so a GPU never waits for a CPU data loader.
+Two kinds of dataset share the ``DATASETS`` registry and the ``ImageData`` interface:
+
+* in memory (digits, fashion-mnist, cifar10): ``loader(data_dir)`` returns the raw
+  ``ImageArrays`` (uint8 images, int64 labels). ``load_dataset`` turns that into
+  ``DataSplits``: a seeded validation split carved from the training images, per-channel
+  normalisation computed on the training split only, everything moved to the device once.
+  Batching and augmentation then run on the device, so a GPU never waits for a CPU loader.
+* streaming (imagefolder, imagenet; see ``folder.py``): a ``StreamingSource`` whose images
+  stay on disk and are decoded batch by batch by DataLoader worker processes.
+
+Options of ``load_dataset`` that only some datasets use follow one rule: options that change
+only speed (``workers``) are ignored where they do not apply; options that change the data
+(``image_size``) are rejected by a dataset that cannot honour them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -110,8 +119,39 @@ class ImageArrays:
 DatasetLoader = Callable[[Path | None], ImageArrays]
 """``loader(data_dir) -> ImageArrays``; ``data_dir`` is ``None`` when the user gave none."""
 
-DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Everything ``load_dataset`` was asked for besides the name and the data folder.
+
+    ``workers``: data-loader processes (0 decodes in the calling process; ``None``: the
+    dataset's default). ``image_size``: side of the square images handed out (``None``: the
+    dataset's default).
+    """
+
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    max_train: int | None = None
+    workers: int | None = None
+    image_size: int | None = None
+
+
+class StreamingSource(ABC):
+    """A registry entry whose images stay on disk and are decoded while batches are drawn."""
+
+    @abstractmethod
+    def open(self, data_dir: Path | None, options: LoadOptions) -> ImageData:
+        """Find the data under ``data_dir`` (``None``: the source's defaults) and index it."""
+
+
+DATASETS: Registry[DatasetLoader | StreamingSource] = Registry("dataset")
 register_dataset = DATASETS.register
+
+
+def default_workers() -> int:
+    """Data-loader processes when none are asked for: ``min(4, CPUs)``."""
+    return min(4, os.cpu_count() or 1)
 
 
 def default_data_dir() -> Path | None:
@@ -290,22 +330,44 @@ def load_dataset(
     seed: int = 0,
     device: str | torch.device = "cpu",
     max_train: int | None = None,
+    workers: int | None = None,
+    image_size: int | None = None,
 ) -> ImageData:
     """Load a registered dataset and make it ready for training.
 
     The validation set is a stratified ``val_fraction`` of the training images, fixed by
-    ``seed``. ``max_train`` caps the remaining training split (a random, seeded subset) for
-    quick runs. Normalisation statistics come from the final training split only, so neither
-    validation nor test data leaks into them.
+    ``seed`` (streaming datasets with their own ``val/`` and ``test/`` folders use those).
+    ``max_train`` caps the remaining training split (a random, seeded subset) for quick runs.
+    In-memory datasets compute normalisation statistics on the final training split only, so
+    neither validation nor test data leaks into them; streaming ones use ImageNet's.
+
+    ``workers`` (data-loader processes) only concerns streaming datasets and is ignored by
+    in-memory ones, which batch on the device. ``image_size`` resizes streaming datasets'
+    images; an in-memory dataset accepts only ``None`` or its own size and raises
+    ``ConfigError`` otherwise, since silently training on other images than asked is worse.
     """
     loader = DATASETS.get(name)
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if max_train is not None and max_train < 1:
         raise ConfigError(f"max_train must be >= 1, got {max_train}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {workers}")
+    if image_size is not None and image_size < 1:
+        raise ConfigError(f"image_size must be >= 1, got {image_size}")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    arrays = loader(root)
     device = torch.device(device)
+    if isinstance(loader, StreamingSource):
+        options = LoadOptions(val_fraction, seed, device, max_train, workers, image_size)
+        return loader.open(root, options)
+    arrays = loader(root)
+    native = arrays.train_images.shape[2]
+    if image_size is not None and (image_size != native or arrays.train_images.shape[3] != native):
+        raise ConfigError(
+            f"dataset {name.lower()} has fixed {native}x{arrays.train_images.shape[3]} images "
+            f"but image size {image_size} was asked: drop --image-size (it applies to "
+            "imagefolder and imagenet only)"
+        )
 
     generator = torch.Generator().manual_seed(seed)
     train_idx, val_idx = stratified_split(arrays.train_labels, val_fraction, generator)
