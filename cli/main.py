@@ -56,10 +56,32 @@ ModelOpt = Annotated[
 BitsOpt = Annotated[
     int | None, typer.Option(help="1 = BNN, 2..8 = DoReFa k-bit, 32 = float. [default: 2]")
 ]
-DatasetOpt = Annotated[str, typer.Option(help="digits (no download), fashion-mnist, cifar10.")]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        help="digits (no download), fashion-mnist, cifar10, imagefolder (--data-dir holding "
+        "train/<class>/ images, optionally val/ and test/), imagenet (same layout, 224 px)."
+    ),
+]
 DataDirOpt = Annotated[
     str | None,
     typer.Option(envvar="AUTOPRUNE_DATA_DIR", help="Folder holding the dataset's files."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Data-loader processes decoding imagefolder/imagenet images (0: in this process).",
+        show_default="min(4, CPUs)",
+    ),
+]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Image side for imagefolder/imagenet (other datasets have a fixed size).",
+        show_default="224 for imagenet, median image side up to 224 for imagefolder",
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N.")]
 StorageOpt = Annotated[
@@ -84,6 +106,8 @@ def search(
     bits: BitsOpt = None,
     dataset: DatasetOpt = "digits",
     data_dir: DataDirOpt = None,
+    workers: WorkersOpt = None,
+    image_size: ImageSizeOpt = None,
     trials: Annotated[int, typer.Option(min=1, help="Complete trials the study should hold.")] = 16,
     sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
     criterion: Annotated[
@@ -115,6 +139,8 @@ def search(
         bits=bits,
         dataset=dataset,
         data_dir=data_dir,
+        workers=workers,
+        image_size=image_size,
         trials=trials,
         sampler=sampler,
         criterion=criterion,
@@ -222,6 +248,8 @@ def train(
     bits: BitsOpt = None,
     dataset: DatasetOpt = "digits",
     data_dir: DataDirOpt = None,
+    workers: WorkersOpt = None,
+    image_size: ImageSizeOpt = None,
     epochs: EpochsOpt = 15,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: float = 5e-3,
@@ -237,6 +265,8 @@ def train(
         val_fraction=data_config.val_fraction,
         seed=seed,
         device=resolved,
+        workers=workers,
+        image_size=image_size,
     )
     model_config = ModelConfig.for_data(model or DEFAULT_MODEL, bits or DEFAULT_BITS, data)
     with progress_bar(console) as progress:

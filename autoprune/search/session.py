@@ -60,6 +60,8 @@ class SearchRequest:
     bits: int | None = None
     dataset: str = "digits"
     data_dir: str | None = None
+    workers: int | None = None  # data-loader processes of streaming datasets (None: default)
+    image_size: int | None = None  # image side of streaming datasets (None: the dataset's)
     trials: int = 16
     sampler: str = "gp"
     criterion: str = "angle-next"
@@ -103,6 +105,8 @@ class SearchSession:
             seed=request.seed,
             device=self.device,
             max_train=request.max_train,
+            workers=request.workers,
+            image_size=request.image_size,
         )
         # Everything that defines the study is known before any training, so a mismatching
         # study is refused before minutes of work.
