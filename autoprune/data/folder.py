@@ -24,11 +24,13 @@ caller's generator, so a seed gives the same batches with any number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -350,6 +352,22 @@ class ImageFolderData:
     def num_examples(self, split: str) -> int:
         """The number of samples in ``split`` in {'train', 'val', 'test'}."""
         return len(self._split_files(split))
+
+    @cached_property
+    def identity(self) -> str:
+        """A short digest of the class names and every split's relative paths and labels.
+
+        Two folders with the same name ('imagefolder') hold different data; caches keyed
+        by the dataset name alone would mix them up. The digest ignores where the folder
+        lies, so a moved copy keeps it; a different image list or split changes it.
+        """
+        digest = hashlib.sha256("\0".join(self.classes).encode())
+        for split in SPLITS:
+            files = self._files[split]
+            digest.update(f"|{split}:{len(files)}|".encode())
+            digest.update(b"\0".join(files.paths.tolist()))
+            digest.update(files.labels.tobytes())
+        return digest.hexdigest()[:16]
 
     def _split_files(self, split: str) -> SplitFiles:
         if split not in SPLIT_CODES:

@@ -48,7 +48,7 @@ def test_train_on_an_image_folder(tmp_path: Path) -> None:
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "wrote" in result.output and out.is_file()
+    assert out.is_file()
     model = read_checkpoint(out)["model"]
     assert (model["num_classes"], model["in_channels"], model["image_size"]) == (3, 3, 16)
 

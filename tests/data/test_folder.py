@@ -147,6 +147,18 @@ def test_max_train_and_default_image_size(tmp_path: Path) -> None:
     assert data.num_examples("train") == 5 and data.image_size == 14  # median shorter side
 
 
+def test_identity_follows_content_not_location(tmp_path: Path) -> None:
+    import shutil
+
+    solid_folder(tmp_path / "a", {"train": 10, "val": 1})
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    first, moved = open_folder(tmp_path / "a"), open_folder(tmp_path / "b")
+    assert first.identity == moved.identity and len(first.identity) == 16
+    assert open_folder(tmp_path / "a", seed=1).identity != first.identity  # another val split
+    (tmp_path / "b" / "train" / "cat" / "000.png").unlink()
+    assert open_folder(tmp_path / "b").identity != first.identity
+
+
 def test_grey_images_give_one_channel(tmp_path: Path) -> None:
     noise_folder(tmp_path, 2, mode="L")
     data = open_folder(tmp_path, image_size=12, val_fraction=0.0)
