@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,16 +10,16 @@ import torch
 from torch import nn
 
 from autoprune.config import DataConfig, ModelConfig, TrainConfig, config_key
-from autoprune.data import DataSplits
+from autoprune.data import ImageData
 from autoprune.errors import CheckpointError
-from autoprune.metrics import measure
 from autoprune.train.checkpoint import (
     build_model,
     load_state_strictly,
     read_checkpoint,
     save_checkpoint,
 )
-from autoprune.train.loops import Progress, evaluate, train
+from autoprune.train.loops import Progress, evaluate
+from autoprune.train.run import make_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +43,15 @@ def baseline_path(
 def _train_fresh(
     model_config: ModelConfig,
     train_config: TrainConfig,
-    data: DataSplits,
+    data: ImageData,
     device: torch.device,
     progress: Progress | None,
 ) -> nn.Module:
+    """The same steps as ``train_checkpoint`` (same weights), without per-epoch checkpoints."""
     torch.manual_seed(train_config.seed)
     model = build_model(model_config).to(device)
-    train(
-        model,
-        data,
-        epochs=train_config.epochs,
-        batch_size=train_config.batch_size,
-        lr=train_config.lr,
-        weight_decay=train_config.weight_decay,
-        seed=train_config.seed,
-        progress=progress,
-    )
+    trainer = make_trainer(model, data, train_config, device)
+    trainer.run(trainer.total_steps, progress)
     return model
 
 
@@ -80,7 +72,7 @@ def obtain_baseline(
     model_config: ModelConfig,
     data_config: DataConfig,
     train_config: TrainConfig,
-    data: DataSplits,
+    data: ImageData,
     *,
     cache_dir: Path,
     device: torch.device,
@@ -101,46 +93,3 @@ def obtain_baseline(
         }
         save_checkpoint(path, model, model_config, metadata=metadata)
     return Baseline(model=model.eval(), path=path, val_accuracy=val.accuracy, reused=reused)
-
-
-@dataclass(frozen=True)
-class TrainedCheckpoint:
-    path: Path
-    val_accuracy: float
-    test_accuracy: float
-    size_bits: int
-    bops: int
-    seconds: float
-
-
-def train_checkpoint(
-    path: str | Path,
-    model_config: ModelConfig,
-    data_config: DataConfig,
-    train_config: TrainConfig,
-    data: DataSplits,
-    *,
-    device: torch.device,
-    progress: Progress | None = None,
-) -> TrainedCheckpoint:
-    """Train ``model_config`` from scratch and save it with its full config to ``path``."""
-    started = time.perf_counter()
-    model = _train_fresh(model_config, train_config, data, device, progress)
-    seconds = time.perf_counter() - started
-    val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
-    cost = measure(model, model_config.input_shape)
-    save_checkpoint(
-        path,
-        model,
-        model_config,
-        metadata={
-            "data": data_config.to_dict(),
-            "train": train_config.to_dict(),
-            "val_accuracy": val.accuracy,
-            "test_accuracy": test.accuracy,
-            "seconds": seconds,
-        },
-    )
-    return TrainedCheckpoint(
-        Path(path), val.accuracy, test.accuracy, cost.size_bits, cost.bops, seconds
-    )

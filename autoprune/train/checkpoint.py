@@ -3,6 +3,10 @@
 They load with ``torch.load(weights_only=True)``: no pickled classes, so a checkpoint opens in
 any version of the code that knows the model's name. A pruned model also records its kept
 channels per group, from which the smaller architecture is rebuilt before loading weights.
+
+A checkpoint written by ``autoprune train`` also holds a ``training`` section: the epochs done
+and, until the last one, the optimizer, data-order and RNG state to resume from (see
+``autoprune.train.run``). The section is optional, so format version 1 covers both kinds.
 """
 
 from __future__ import annotations
@@ -44,8 +48,12 @@ def save_checkpoint(
     *,
     kept_channels: dict[str, int] | None = None,
     metadata: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write atomically (temp file, then rename) so an interrupted save never corrupts one."""
+    """Write atomically (temp file, then rename) so an interrupted save never corrupts one.
+
+    ``training`` (plain data and tensors) is stored as the optional ``training`` section.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -56,9 +64,15 @@ def save_checkpoint(
         "metadata": metadata or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if training is not None:
+        payload["training"] = training
     partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    try:
+        torch.save(payload, partial)
+        partial.replace(path)
+    except BaseException:  # Ctrl-C or a full disk mid-write: the old file stays, no debris
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -1,19 +1,108 @@
-"""Training, fine-tuning and evaluation loops over in-memory ``DataSplits``."""
+"""Training, fine-tuning and evaluation loops over any ``ImageData``.
+
+``Trainer`` owns one model's optimisation state (optimizer, learning-rate schedule, the CPU
+generator that orders and augments batches, the loss scaler of float16 training) and can
+export all of it as plain data, so an interrupted run continues with bit-identical results.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoprune.data import DataSplits
+from autoprune.data import ImageData
+from autoprune.errors import ConfigError
+from autoprune.registry import Registry
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``, called after each optimisation step."""
+
+SGD_MOMENTUM = 0.9
+STEP_DECAY = 0.1
+STEP_MILESTONES = (0.5, 0.75)  # fractions of the post-warmup steps where ``step`` decays
+AMP_CHOICES = ("auto", "on", "off")
+
+OptimizerFactory = Callable[[list[nn.Parameter], float, float], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+ScheduleFactor = Callable[[float], float]
+SCHEDULES: Registry[ScheduleFactor] = Registry("learning-rate schedule")
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        params, lr=lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=weight_decay
+    )
+
+
+@SCHEDULES.register("cosine")
+def _cosine(progress: float) -> float:
+    """``(1 + cos(pi p)) / 2``: from 1 at the start to 0 after the last step."""
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@SCHEDULES.register("step")
+def _step(progress: float) -> float:
+    """``0.1 ** n`` with ``n`` the milestones (50 %, 75 % of the steps) already reached."""
+    return STEP_DECAY ** sum(progress >= milestone for milestone in STEP_MILESTONES)
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """The learning-rate multiplier of every optimisation step, as a pure function of it.
+
+    A linear warmup of ``warmup_steps`` steps (``(t + 1) / W``), then ``schedule`` of the
+    progress ``p = (t - W) / (T - W)`` through the remaining steps. Being a function of the
+    step alone, its whole state is the step counter.
+    """
+
+    schedule: str
+    total_steps: int
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        SCHEDULES.get(self.schedule)  # unknown names fail here, with suggestions
+        if not 0 <= self.warmup_steps <= self.total_steps:
+            raise ConfigError(
+                f"warmup of {self.warmup_steps} steps does not fit in {self.total_steps} "
+                "training steps: lower --warmup-epochs"
+            )
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1)
+        return SCHEDULES.get(self.schedule)(min(progress, 1.0))
+
+
+def resolve_precision(amp: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of training steps: float32 means no autocast.
+
+    On CUDA, bfloat16 where the GPU supports it (no loss scaling needed), else float16 with a
+    ``GradScaler``. The CPU always trains in float32.
+    """
+    if amp not in AMP_CHOICES:
+        raise ConfigError(f"unknown amp setting {amp!r}: choose one of {', '.join(AMP_CHOICES)}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return torch.float32
+    if device.type != "cuda":
+        raise ConfigError("mixed precision needs a CUDA device: use --amp auto or --no-amp")
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @dataclass(frozen=True)
@@ -23,8 +112,11 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataSplits, split: str, batch_size: int = 512) -> Evaluation:
-    """Accuracy and mean cross-entropy of ``model`` on ``split`` ('train', 'val' or 'test')."""
+def evaluate(model: nn.Module, data: ImageData, split: str, batch_size: int = 512) -> Evaluation:
+    """Accuracy and mean cross-entropy of ``model`` on ``split`` ('train', 'val' or 'test').
+
+    Always in float32, so an accuracy does not depend on whether training used autocast.
+    """
     was_training = model.training
     model.eval()
     correct, loss, count = 0, 0.0, 0
@@ -37,96 +129,202 @@ def evaluate(model: nn.Module, data: DataSplits, split: str, batch_size: int = 5
     return Evaluation(accuracy=correct / max(count, 1), loss=loss / max(count, 1))
 
 
-def _optimise(
-    model: nn.Module,
-    data: DataSplits,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    seed: int,
-    progress: Progress | None,
-) -> float:
-    """Adam with cosine decay for exactly ``steps`` steps over reshuffled epochs.
+def steps_per_epoch(data: ImageData, batch_size: int) -> int:
+    return math.ceil(data.num_examples("train") / batch_size)
 
-    Returns the mean training loss of the last 10 % of steps.
+
+class Trainer:
+    """Optimises ``model`` on the training split of ``data`` for ``total_steps`` steps.
+
+    The model is trained in place. Fake quantizers run inside autocast as they are: weight
+    quantizers see the float32 master weights, activation quantizers the autocast dtype; the
+    quantized levels (+-1, k / (2^k - 1)) then enter the convolution in that dtype.
     """
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-    # a CPU generator on every device: the data module draws its random numbers on the CPU,
-    # which also makes a seed mean the same batches on CPU and CUDA
-    generator = torch.Generator().manual_seed(seed)
-    tail = max(1, steps // 10)
-    tail_losses: list[float] = []
-    step = 0
-    while step < steps:
-        for images, labels in data.batches("train", batch_size, train=True, generator=generator):
-            loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ImageData,
+        *,
+        total_steps: int,
+        batch_size: int,
+        lr: float,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        schedule: str = "cosine",
+        warmup_steps: int = 0,
+        seed: int = 0,
+        precision: torch.dtype = torch.float32,
+    ) -> None:
+        self.model = model
+        self.data = data
+        self.batch_size = batch_size
+        self.base_lr = lr
+        self.schedule = LRSchedule(schedule, total_steps, warmup_steps)
+        self.optimizer = OPTIMIZERS.get(optimizer)(list(model.parameters()), lr, weight_decay)
+        # a CPU generator on every device: the data module draws its random numbers on the CPU,
+        # which also makes a seed mean the same batches on CPU and CUDA
+        self.generator = torch.Generator().manual_seed(seed)
+        self.precision = precision
+        self.device = _device_of(model)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == torch.float16 else None
+        self.step = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.schedule.total_steps
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return self.base_lr * self.schedule.factor(self.step)
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        lr = self.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(
+            self.device.type, dtype=self.precision, enabled=self.precision != torch.float32
+        ):
+            loss = F.cross_entropy(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
             loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            if step > steps - tail:
-                tail_losses.append(loss.item())
+            self.optimizer.step()
+        self.step += 1
+        return loss.detach()
+
+    def run(self, steps: int, progress: Progress | None = None) -> list[torch.Tensor]:
+        """Up to ``steps`` more steps (never past ``total_steps``), reshuffling at each pass.
+
+        Returns each step's mean batch loss as a 0-d tensor on the device: reading them all at
+        the end saves a device synchronisation per step.
+        """
+        self.model.train()
+        stop = min(self.step + steps, self.total_steps)
+        losses: list[torch.Tensor] = []
+        while self.step < stop:
+            batches = self.data.batches(
+                "train", self.batch_size, train=True, generator=self.generator
+            )
+            for images, labels in batches:
+                losses.append(self._train_step(images, labels))
+                if progress is not None:
+                    progress(self.step, self.total_steps)
+                if self.step >= stop:
+                    break
+        return losses
+
+    def run_epoch(self, progress: Progress | None = None) -> float:
+        """One full pass over the training split; returns its mean loss per example."""
+        losses, sizes = [], []
+        self.model.train()
+        batches = self.data.batches("train", self.batch_size, train=True, generator=self.generator)
+        for images, labels in batches:
+            losses.append(self._train_step(images, labels))
+            sizes.append(labels.numel())
             if progress is not None:
-                progress(step, steps)
-            if step >= steps:
-                break
-    return sum(tail_losses) / max(len(tail_losses), 1)
+                progress(self.step, self.total_steps)
+        if not losses:
+            return float("nan")
+        weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+        return float((torch.stack(losses).float() * weights).sum() / weights.sum())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the model needed to continue exactly, as plain data and tensors."""
+        state: dict[str, Any] = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
 
-def steps_per_epoch(data: DataSplits, batch_size: int) -> int:
-    return math.ceil(data.train_x.shape[0] / batch_size)
+def _tail_mean(losses: list[torch.Tensor]) -> float:
+    """Mean loss of the last 10 % of steps (at least one)."""
+    if not losses:
+        return float("nan")
+    tail = losses[-max(1, len(losses) // 10) :]
+    return float(torch.stack(tail).float().mean())
 
 
 def train(
     model: nn.Module,
-    data: DataSplits,
+    data: ImageData,
     *,
     epochs: int,
     batch_size: int,
     lr: float,
     weight_decay: float = 0.0,
     seed: int = 0,
+    optimizer: str = "adam",
+    schedule: str = "cosine",
+    warmup_epochs: float = 0.0,
+    amp: str = "off",
     progress: Progress | None = None,
 ) -> float:
-    """Train ``epochs`` full passes; returns the final training loss."""
-    steps = epochs * steps_per_epoch(data, batch_size)
-    return _optimise(
+    """Train ``epochs`` full passes; returns the mean loss of the last 10 % of steps.
+
+    Without checkpoints: ``train_checkpoint`` is the resumable, recorded version.
+    """
+    per_epoch = steps_per_epoch(data, batch_size)
+    trainer = Trainer(
         model,
         data,
-        steps=steps,
+        total_steps=epochs * per_epoch,
         batch_size=batch_size,
         lr=lr,
+        optimizer=optimizer,
         weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_steps=round(warmup_epochs * per_epoch),
         seed=seed,
-        progress=progress,
+        precision=resolve_precision(amp, _device_of(model)),
     )
+    return _tail_mean(trainer.run(trainer.total_steps, progress))
 
 
 def finetune(
     model: nn.Module,
-    data: DataSplits,
+    data: ImageData,
     *,
     steps: int,
     batch_size: int,
     lr: float,
     seed: int = 0,
+    amp: str = "off",
     progress: Progress | None = None,
 ) -> float:
-    """A short fixed budget of ``steps`` optimisation steps (a pruned candidate's recovery)."""
+    """A short fixed budget of ``steps`` Adam steps with cosine decay (a pruned candidate's
+    recovery); returns the mean loss of the last 10 % of steps."""
     if steps <= 0:
         return float("nan")
-    return _optimise(
+    trainer = Trainer(
         model,
         data,
-        steps=steps,
+        total_steps=steps,
         batch_size=batch_size,
         lr=lr,
-        weight_decay=0.0,
         seed=seed,
-        progress=progress,
+        precision=resolve_precision(amp, _device_of(model)),
     )
+    return _tail_mean(trainer.run(steps, progress))
