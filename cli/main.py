@@ -36,8 +36,18 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
-from autoprune.train import train_checkpoint
-from autoprune_cli.render import RichSearchObserver, pareto_table, progress_bar, trial_line
+from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
+from autoprune_cli.render import (
+    RichSearchObserver,
+    checkpoint_report,
+    epoch_line,
+    history_table,
+    pareto_table,
+    progress_bar,
+    report_json,
+    training_summary_table,
+    trial_line,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -252,39 +262,105 @@ def train(
     image_size: ImageSizeOpt = None,
     epochs: EpochsOpt = 15,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    lr: float = 5e-3,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate (e.g. 5e-3 for Adam, 0.1 for SGD).")
+    ] = 5e-3,
+    optimizer: Annotated[str, typer.Option(help="adam, or sgd (momentum 0.9, Nesterov).")] = "adam",
+    schedule: Annotated[
+        str, typer.Option(help="cosine, or step (x0.1 at 50 % and 75 % of the steps).")
+    ] = "cosine",
+    warmup_epochs: Annotated[
+        float, typer.Option(min=0, help="Linear learning-rate warmup, in epochs.")
+    ] = 0.0,
+    weight_decay: Annotated[float, typer.Option(min=0, help="L2 weight decay.")] = 0.0,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="Mixed-precision training steps (bfloat16, else float16 with loss scaling).",
+            show_default="on for CUDA, off on CPU",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Insist on continuing the unfinished run saved at --out.")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Ignore what --out holds and train from scratch.")
+    ] = False,
     device: DeviceOpt = "auto",
     seed: int = 0,
+    max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Train a quantized baseline and write it as a checkpoint (``autoprune.load`` reads it)."""
+    """Train a quantized baseline, saving --out after every epoch (``autoprune.load`` reads it).
+
+    Rerunning the same command continues after the last saved epoch.
+    """
+    if resume and restart:
+        raise AutopruneError("--resume and --restart exclude each other: pass only one")
+    train_config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        optimizer=optimizer,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        amp={None: "auto", True: "on", False: "off"}[amp],
+    )
     resolved = resolve_device(device)
-    data_config = DataConfig(dataset, seed=seed)
+    data_config = DataConfig(dataset, seed=seed, max_train=max_train)
     data = load_dataset(
         dataset,
         data_dir=data_dir,
         val_fraction=data_config.val_fraction,
         seed=seed,
         device=resolved,
+        max_train=max_train,
         workers=workers,
         image_size=image_size,
     )
     model_config = ModelConfig.for_data(model or DEFAULT_MODEL, bits or DEFAULT_BITS, data)
-    with progress_bar(console) as progress:
-        task = progress.add_task("training", total=None)
-        result = train_checkpoint(
-            out,
-            model_config,
-            data_config,
-            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-            data,
-            device=resolved,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
+    try:
+        with progress_bar(console) as progress:
+            task = progress.add_task("training", total=None)
+            result = train_checkpoint(
+                out,
+                model_config,
+                data_config,
+                train_config,
+                data,
+                device=resolved,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                on_epoch=lambda record: progress.console.print(epoch_line(record, epochs)),
+                resume="require" if resume else "restart" if restart else "auto",
+            )
+    except TrainingInterrupted as stopped:
+        saved = (
+            f"{stopped.path} holds {stopped.epochs_saved} of {stopped.epochs} epochs; "
+            "rerun the same command to resume"
+            if stopped.epochs_saved
+            else "no epoch was complete, nothing was saved"
         )
-    console.print(
-        f"wrote {out}: val acc {100 * result.val_accuracy:.2f} %, test acc "
-        f"{100 * result.test_accuracy:.2f} %, size {result.size_bits / BITS_PER_MB:.4f} MB, "
-        f"{result.bops / 1e9:.3f} GBOPs, trained in {result.seconds:.0f} s"
-    )
+        errors.print(f"interrupted: {saved}")
+        raise typer.Exit(130) from None
+    if result.epochs_resumed == epochs:
+        console.print(f"{out} already holds all {epochs} epochs of this run: nothing to train")
+    console.print(history_table(result.history))
+    console.print(training_summary_table(result))
+
+
+@app.command("inspect")
+def inspect_checkpoint(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (train, export, search).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Per-layer size, MACs and BOPs of a checkpoint, its pruning and its recorded results."""
+    report = describe_checkpoint(checkpoint)
+    if as_json:
+        sys.stdout.write(report_json(report))
+    else:
+        console.print(checkpoint_report(report))
 
 
 @app.command()

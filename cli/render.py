@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from dataclasses import asdict
 
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +22,7 @@ from rich.table import Table
 
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search import SearchObserver, compact_ratios
+from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
 
 
 def progress_bar(console: Console) -> Progress:
@@ -110,3 +114,147 @@ class RichSearchObserver(SearchObserver):
         if trial.state == TrialState.COMPLETE:
             self.progress.advance(self.trials_task)
         self.progress.update(self.steps_task, visible=False)
+
+
+def epoch_line(record: EpochRecord, epochs: int) -> str:
+    """One line per finished training epoch."""
+    return (
+        f"epoch {record.epoch:>3}/{epochs}: train loss {record.train_loss:.4f}  "
+        f"val acc {100 * record.val_accuracy:6.2f} %  lr {record.lr:.2e}  {record.seconds:6.1f} s"
+    )
+
+
+def history_table(history: Sequence[EpochRecord], title: str = "Epochs") -> Table:
+    table = Table(title=title)
+    for column in ("epoch", "train loss", "val acc %", "lr (last step)", "seconds"):
+        table.add_column(column, justify="right")
+    for record in history:
+        table.add_row(
+            str(record.epoch),
+            _format(record.train_loss, ".4f"),
+            _format(100 * record.val_accuracy, ".2f"),
+            _format(record.lr, ".2e"),
+            _format(record.seconds, ".1f"),
+        )
+    return table
+
+
+def _key_value_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def training_summary_table(result: TrainedCheckpoint) -> Table:
+    """The final results of ``autoprune train``."""
+    rows = [
+        ("val accuracy", f"{100 * result.val_accuracy:.2f} %"),
+        ("test accuracy", f"{100 * result.test_accuracy:.2f} %"),
+        ("parameters", f"{result.params:,}"),
+        ("size", f"{result.size_bits / BITS_PER_MB:.4f} MB"),
+        ("MACs", f"{result.macs / 1e6:,.2f} M"),
+        ("BOPs", f"{result.bops / 1e9:,.3f} G"),
+        ("training time (all epochs)", f"{result.seconds:.1f} s"),
+        ("wall time (this run)", f"{result.wall_seconds:.1f} s"),
+        ("precision", result.precision),
+    ]
+    if result.epochs_resumed:
+        rows.append(("resumed after epoch", str(result.epochs_resumed)))
+    return _key_value_table(f"Trained {result.path}", rows)
+
+
+def layer_table(report: CheckpointReport) -> Table:
+    """Per-layer cost with a totals row (MB and KiB mean 2**20 and 2**10 bytes)."""
+    table = Table(title=f"Layers of {report.model.name} {report.quant_label}")
+    columns = ("layer", "kind", "in ch", "out ch", "w bits", "in bits", "params", "size KiB")
+    for column in (*columns, "MACs", "BOPs"):
+        table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
+    for layer in report.cost.layers:
+        table.add_row(
+            layer.name,
+            layer.kind,
+            str(layer.in_channels),
+            str(layer.out_channels),
+            str(layer.weight_bits),
+            str(layer.input_bits),
+            f"{layer.params:,}",
+            f"{layer.size_bits / 8 / 1024:,.2f}",
+            f"{layer.macs:,}",
+            f"{layer.bops:,}",
+        )
+    cost = report.cost
+    table.add_section()
+    table.add_row(
+        "total",
+        "",
+        "",
+        "",
+        "",
+        "",
+        f"{cost.params:,}",
+        f"{cost.size_bits / 8 / 1024:,.2f}",
+        f"{cost.macs:,}",
+        f"{cost.bops:,}",
+    )
+    return table
+
+
+def kept_channels_table(report: CheckpointReport) -> Table:
+    table = Table(title="Kept channels (pruned groups)")
+    for column in ("group", "kept", "of", "kept %"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for name, kept in report.kept_channels.items():
+        total = report.original_channels.get(name)
+        share = f"{100 * kept / total:.1f}" if total else "-"
+        table.add_row(name, str(kept), str(total or "-"), share)
+    return table
+
+
+def _plain(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def checkpoint_report(report: CheckpointReport) -> Group:
+    """Everything ``autoprune inspect`` shows, top to bottom."""
+    model = report.model
+    cost = report.cost
+    parts: list[object] = [
+        f"[bold]{report.path}[/]: {model.name} {report.quant_label}, input "
+        f"{'x'.join(map(str, model.input_shape))}, {model.num_classes} classes; "
+        f"{cost.params:,} parameters, {cost.size_mb:.4f} MB, {cost.macs / 1e6:,.2f} MMACs, "
+        f"{cost.bops / 1e9:,.3f} GBOPs",
+        layer_table(report),
+    ]
+    if report.kept_channels:
+        parts.append(kept_channels_table(report))
+    rows = [
+        ("val accuracy", _percent(report.val_accuracy)),
+        ("test accuracy", _percent(report.test_accuracy)),
+    ]
+    if report.epochs_done is not None and report.train_config is not None:
+        state = "complete" if report.training_complete else "resumable"
+        rows.append(("epochs", f"{report.epochs_done} of {report.train_config.epochs} ({state})"))
+    if report.seconds is not None:
+        rows.append(("training time", f"{report.seconds:.1f} s"))
+    if report.train_config is not None:
+        rows += [(f"train.{k}", _plain(v)) for k, v in asdict(report.train_config).items()]
+    for key, value in report.other_metadata.items():
+        if isinstance(value, dict):  # e.g. the data config: one row per entry
+            rows += [(f"{key}.{k}", _plain(v)) for k, v in value.items()]
+        else:
+            rows.append((key, _plain(value)))
+    parts.append(_key_value_table("Metadata", rows))
+    if report.history:
+        parts.append(history_table(report.history, "Training history"))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.2f} %"
+
+
+def report_json(report: CheckpointReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
