@@ -1,6 +1,20 @@
-"""Model zoo: every architecture registers itself in ``MODELS`` when its module is imported."""
+"""Model zoo: every architecture registers itself in ``MODELS`` when its module is imported.
 
-from autoprune.models import resnet, tiny  # noqa: F401  (registration side effect)
+``create_model`` also builds your own network from ``"package.module:factory"``
+(``autoprune.models.external``); ``load_pretrained_`` starts a model from saved weights.
+"""
+
+from autoprune.models import resnet, resnet_imagenet, tiny, vgg  # noqa: F401  (registration)
+from autoprune.models.external import create_external_model, load_factory
+from autoprune.models.pretrained import load_pretrained_, read_state_dict
 from autoprune.models.registry import MODELS, create_model, register_model
 
-__all__ = ["MODELS", "create_model", "register_model"]
+__all__ = [
+    "MODELS",
+    "create_external_model",
+    "create_model",
+    "load_factory",
+    "load_pretrained_",
+    "read_state_dict",
+    "register_model",
+]

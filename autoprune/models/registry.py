@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from torch import nn
 
+from autoprune.models.external import create_external_model, is_external
 from autoprune.quant import QuantSpec
-from autoprune.registry import Registry
+from autoprune.registry import Registry, UnknownNameError
 
 ModelFactory = Callable[..., nn.Module]
 """``factory(*, spec: QuantSpec, num_classes: int, in_channels: int) -> nn.Module``."""
@@ -24,8 +25,19 @@ def create_model(
     in_channels: int = 3,
     spec: QuantSpec | None = None,
 ) -> nn.Module:
-    """Build a registered model; ``bits=32`` is the float model, ``spec`` overrides ``bits``."""
-    factory = MODELS.get(name)
-    return factory(
-        spec=spec or QuantSpec.from_bits(bits), num_classes=num_classes, in_channels=in_channels
-    )
+    """Build a model; ``bits=32`` is the float model, ``spec`` overrides ``bits``.
+
+    ``name`` is a registered model (``MODELS``) or your own factory as
+    ``"package.module:factory"`` (see ``autoprune.models.external``): it is imported, called
+    and its float network quantized with ``autoprune.quant.quantize_``.
+    """
+    spec = spec or QuantSpec.from_bits(bits)
+    if is_external(name):
+        return create_external_model(
+            name, spec=spec, num_classes=num_classes, in_channels=in_channels
+        )
+    try:
+        factory = MODELS.get(name)
+    except UnknownNameError as error:
+        raise UnknownNameError(f"{error}, or your own as package.module:factory") from None
+    return factory(spec=spec, num_classes=num_classes, in_channels=in_channels)

@@ -1,8 +1,17 @@
-"""ResNets for small images (3x3 stem, no max-pool): ResNet-20 and ResNet-18.
+"""ResNets for small images (3x3 stem, no max-pool): ResNet-20/32/56 and ResNet-18.
 
-ResNet-20 follows He et al. (2016, CIFAR: 3 stages of 16/32/64 channels); ResNet-18 is the
-ImageNet layout (4 stages of 64..512 channels) with the 3x3 stem used for 32x32 inputs.
-Global average pooling makes both work for any input size (8x8 digits included).
+ResNet-20, -32 and -56 follow He et al. (2016, section 4.2, CIFAR): a 3x3 stem of 16 channels,
+then 3 stages of ``n`` basic blocks with 16/32/64 channels (``6n + 2`` weighted layers, n = 3,
+5, 9). The paper's shortcuts are option A (identity with zero-padded channels, no parameters);
+here a shortcut that changes shape is a 1x1 conv + BN (option B), so each residual stream's
+channels stay prunable through the dependency graph. That adds
+``16*32 + 2*32 + 32*64 + 2*64 = 2,752`` parameters (two projections) to every depth: 272,474
+for ResNet-20 (paper: 0.27 M), 466,906 for ResNet-32 (0.46 M), 855,770 for ResNet-56 (0.85 M).
+
+``resnet18`` is the ImageNet layout (4 stages of 64..512 channels) with the 3x3 stem and no
+max-pool used for 32x32 inputs (11,173,962 parameters at 10 classes); the ImageNet network
+itself, with its 7x7 stem, is ``resnet18_imagenet`` (``autoprune.models.resnet_imagenet``).
+Global average pooling makes all of them work for any input size (8x8 digits included).
 """
 
 from __future__ import annotations
@@ -56,6 +65,28 @@ def resnet20(*, spec: QuantSpec, num_classes: int, in_channels: int) -> ResNet:
     return ResNet(
         spec,
         blocks_per_stage=(3, 3, 3),
+        widths=(16, 32, 64),
+        num_classes=num_classes,
+        in_channels=in_channels,
+    )
+
+
+@register_model("resnet32")
+def resnet32(*, spec: QuantSpec, num_classes: int, in_channels: int) -> ResNet:
+    return ResNet(
+        spec,
+        blocks_per_stage=(5, 5, 5),
+        widths=(16, 32, 64),
+        num_classes=num_classes,
+        in_channels=in_channels,
+    )
+
+
+@register_model("resnet56")
+def resnet56(*, spec: QuantSpec, num_classes: int, in_channels: int) -> ResNet:
+    return ResNet(
+        spec,
+        blocks_per_stage=(9, 9, 9),
         widths=(16, 32, 64),
         num_classes=num_classes,
         in_channels=in_channels,
