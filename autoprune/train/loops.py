@@ -208,6 +208,7 @@ class Trainer:
         stop = min(self.step + steps, self.total_steps)
         losses: list[torch.Tensor] = []
         while self.step < stop:
+            before = self.step
             batches = self.data.batches(
                 "train", self.batch_size, train=True, generator=self.generator
             )
@@ -217,6 +218,8 @@ class Trainer:
                     progress(self.step, self.total_steps)
                 if self.step >= stop:
                     break
+            if self.step == before:
+                raise ConfigError("the training split is empty: check the dataset and --max-train")
         return losses
 
     def run_epoch(self, progress: Progress | None = None) -> float:

@@ -151,3 +151,21 @@ def test_mixed_precision_on_cuda(tmp_path) -> None:
     assert result.history[-1].train_loss < result.history[0].train_loss
     model = load(path)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+class _EmptyTrainSplit:
+    """An ``ImageData`` whose training split yields nothing."""
+
+    name, num_classes, in_channels, image_size, classes = "empty", 10, 1, 8, ()
+
+    def num_examples(self, split: str) -> int:
+        return 0
+
+    def batches(self, split, batch_size, *, train=False, generator=None):
+        return iter(())
+
+
+def test_an_empty_training_split_is_an_error_not_a_hang() -> None:
+    model = create_model("tiny_cnn", bits=2, in_channels=1)
+    with pytest.raises(ConfigError, match="training split is empty"):
+        finetune(model, _EmptyTrainSplit(), steps=3, batch_size=8, lr=1e-3)
