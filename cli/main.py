@@ -22,6 +22,14 @@ from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device
 from autoprune.errors import AutopruneError
+from autoprune.export import (
+    DEFAULT_CRITERION,
+    OnnxCheck,
+    export_checkpoint_onnx,
+    parse_ratios,
+    prune_checkpoint,
+    require_onnx,
+)
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search import (
     DEFAULT_BITS,
@@ -44,6 +52,7 @@ from autoprune_cli.render import (
     history_table,
     pareto_table,
     progress_bar,
+    prune_table,
     report_json,
     training_summary_table,
     trial_line,
@@ -102,6 +111,13 @@ StorageOpt = Annotated[
     ),
 ]
 EpochsOpt = Annotated[int, typer.Option(help="Baseline training epochs.")]
+OnnxOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Also write the network as ONNX (quantizers as standard operators) to this path "
+        "and check it with ONNX Runtime; needs pip install 'autoprune[onnx]'.",
+    ),
+]
 
 
 def _configure_logging() -> None:
@@ -371,8 +387,11 @@ def export(
     storage: StorageOpt = DEFAULT_STORAGE,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
+    onnx: OnnxOpt = None,
 ) -> None:
     """Rebuild a trial's pruned, fine-tuned network and save it physically smaller."""
+    if onnx is not None:
+        require_onnx()  # before the rebuild, not after it
     _require_existing(storage)
     loaded = load_existing_study(open_storage(storage), study)
     result = export_trial(loaded, trial, out, data_dir=data_dir, device=device)
@@ -382,6 +401,79 @@ def export(
         f"(search measured {100 * result.searched_val_accuracy:.2f} %), "
         f"test acc {100 * result.test_accuracy:.2f} %"
     )
+    if onnx is not None:
+        _write_onnx(result.path, onnx)
+
+
+def _write_onnx(checkpoint: Path, path: Path) -> OnnxCheck:
+    with console.status(f"exporting {path}"):
+        check = export_checkpoint_onnx(checkpoint, path)
+    console.print(f"wrote {path}; {check.summary()}")
+    if not check.ok:
+        errors.print(
+            f"warning: {path} disagrees with PyTorch on more than "
+            f"{100 * (1 - check.min_matching):.0f} % of the inputs: please report this"
+        )
+        raise typer.Exit(1)
+    return check
+
+
+@app.command()
+def prune(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint to prune (from train, export or prune).")
+    ],
+    out: Annotated[Path, typer.Option(help="Pruned checkpoint to write.")],
+    ratios: Annotated[
+        str | None,
+        typer.Option(
+            help="Fraction of channels to remove per group: group=r,... (e.g. "
+            "layers.0.0.conv1=0.5,residual:layers.1=0.25); an unknown name lists the groups."
+        ),
+    ] = None,
+    uniform: Annotated[
+        float | None, typer.Option(help="One fraction for every block-internal group.")
+    ] = None,
+    residual: Annotated[
+        bool, typer.Option("--residual", help="With --uniform, prune the residual groups too.")
+    ] = False,
+    criterion: Annotated[
+        str,
+        typer.Option(
+            help="Channel criterion: angle-next, angle, distance-next, distance, l1, random, "
+            "taylor (calibrates on the checkpoint's training data)."
+        ),
+    ] = DEFAULT_CRITERION,
+    seed: Annotated[int, typer.Option(help="Seed of the random criterion.")] = 0,
+    data_dir: DataDirOpt = None,
+    onnx: OnnxOpt = None,
+) -> None:
+    """Prune a checkpoint physically by given ratios (no fine-tuning) and save it.
+
+    A pruned checkpoint can be pruned again: ratios apply to the channels it has now.
+    """
+    if onnx is not None:
+        require_onnx()
+    report = prune_checkpoint(
+        checkpoint,
+        out,
+        ratios=parse_ratios(ratios) if ratios is not None else None,
+        uniform=uniform,
+        residual=residual,
+        criterion=criterion,
+        seed=seed,
+        data_dir=data_dir,
+    )
+    console.print(prune_table(report))
+    after, before = report.after, report.before
+    console.print(
+        f"wrote {report.path}: {len(report.ratios)} groups pruned with {report.criterion}, "
+        f"{after.params:,} parameters ({100 * after.params / before.params:.1f} %), "
+        f"{after.size_mb:.4f} MB, {after.macs / 1e6:,.2f} MMACs "
+        f"({100 * after.macs / before.macs:.1f} %); not fine-tuned"
+    )
+    if onnx is not None:
+        _write_onnx(report.path, onnx)
 
 
 def _require_existing(storage: str) -> None:

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search import SearchObserver, compact_ratios
 from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
@@ -258,3 +259,56 @@ def _percent(fraction: float | None) -> str:
 
 def report_json(report: CheckpointReport) -> str:
     return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+
+
+def _change(before: int, after: int, scale: float = 1.0, spec: str = ",.0f") -> str:
+    if before == after:
+        return format(before / scale, spec)
+    return f"{format(before / scale, spec)} → {format(after / scale, spec)}"
+
+
+def _prune_row(table: Table, row: LayerChange, *, channels: bool = True) -> None:
+    table.add_row(
+        row.name,
+        _change(row.out_before, row.out_after) if channels else "",
+        _change(row.params_before, row.params_after),
+        _change(row.size_bits_before, row.size_bits_after, 8 * 1024, ",.2f"),
+        _change(row.macs_before, row.macs_after),
+        _change(row.bops_before, row.bops_after),
+    )
+
+
+def prune_table(report: PruneReport) -> Table:
+    """Per-layer cost before → after pruning (conv and linear rows, BatchNorms summed), totals
+    and the share kept (KiB: 2**10 bytes)."""
+    table = Table(title=f"Pruned {report.source} → {report.path} ({report.criterion})")
+    for column in ("layer", "out ch", "params", "size KiB", "MACs", "BOPs"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for row in report.compute_layers:
+        _prune_row(table, row)
+    if report.batchnorm_layers:
+        _prune_row(table, report.batchnorm_total, channels=False)
+    before, after = report.before, report.after
+    table.add_section()
+    table.add_row(
+        "total",
+        "",
+        _change(before.params, after.params),
+        _change(before.size_bits, after.size_bits, 8 * 1024, ",.2f"),
+        _change(before.macs, after.macs),
+        _change(before.bops, after.bops),
+    )
+    table.add_row(
+        "kept %",
+        "",
+        *(
+            f"{100 * new / old:.1f}" if old else "-"
+            for old, new in (
+                (before.params, after.params),
+                (before.size_bits, after.size_bits),
+                (before.macs, after.macs),
+                (before.bops, after.bops),
+            )
+        ),
+    )
+    return table

@@ -10,7 +10,14 @@ from autoprune.export.inference import (
     fold_quantizers,
     plain_activation,
 )
-from autoprune.export.onnx import OnnxCheck, export_onnx, run_onnx, verify_onnx
+from autoprune.export.onnx import (
+    OnnxCheck,
+    export_checkpoint_onnx,
+    export_onnx,
+    require_onnx,
+    run_onnx,
+    verify_onnx,
+)
 from autoprune.export.pruning import (
     DEFAULT_CRITERION,
     LayerChange,
@@ -31,11 +38,13 @@ __all__ = [
     "PruneReport",
     "SignedGridRound",
     "UnitGridRound",
+    "export_checkpoint_onnx",
     "export_onnx",
     "fold_quantizers",
     "parse_ratios",
     "plain_activation",
     "prune_checkpoint",
+    "require_onnx",
     "resolve_ratios",
     "run_onnx",
     "verify_onnx",

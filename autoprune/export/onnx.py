@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.config import ModelConfig
 from autoprune.errors import ConfigError
 from autoprune.export.inference import fold_quantizers
+from autoprune.train import load, read_checkpoint
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -49,6 +51,12 @@ def require(module: str, purpose: str) -> None:
         raise ConfigError(
             f"{purpose} needs the {module} package, which is not installed: {INSTALL_HINT}"
         ) from error
+
+
+def require_onnx() -> None:
+    """Fail early, before any long work, when the ``[onnx]`` extra is not installed."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module, "ONNX export")
 
 
 @contextlib.contextmanager
@@ -195,3 +203,17 @@ def verify_onnx(
         rtol=rtol,
         min_matching=min_matching,
     )
+
+
+def export_checkpoint_onnx(
+    checkpoint: str | Path, path: str | Path, *, samples: int = 64, seed: int = 0
+) -> OnnxCheck:
+    """Export the network of an autoprune checkpoint to ``path`` and verify it on ``samples``
+    standard-normal inputs (the scale of normalised images) drawn with ``seed``."""
+    require_onnx()
+    model_config = ModelConfig.from_dict(read_checkpoint(checkpoint)["model"])
+    model = load(checkpoint)
+    export_onnx(model, path, model_config.input_shape)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(samples, *model_config.input_shape, generator=generator)
+    return verify_onnx(path, model, inputs)

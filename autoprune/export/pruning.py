@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,16 @@ class PruneReport:
     def batchnorm_layers(self) -> list[LayerChange]:
         return [layer for layer in self.layers if layer.kind == "batchnorm"]
 
+    @property
+    def batchnorm_total(self) -> LayerChange:
+        """All BatchNorm rows summed into one (channels summed too)."""
+        rows = self.batchnorm_layers
+        return LayerChange(
+            f"batchnorm ({len(rows)} layers)",
+            "batchnorm",
+            *(sum(getattr(row, f.name) for row in rows) for f in fields(LayerChange)[2:]),
+        )
+
 
 def parse_ratios(text: str) -> dict[str, float]:
     """``"group=r,group=r"`` -> ``{group: r}``; ``ConfigError`` on anything else.
@@ -147,6 +157,11 @@ def resolve_ratios(
         raise ConfigError(
             "give either per-group ratios (--ratios group=r,...) or one uniform ratio "
             "(--uniform r), not both or neither"
+        )
+    if residual and uniform is None:
+        raise ConfigError(
+            "the residual switch applies to a uniform ratio only: name residual groups "
+            "(residual:...) in the per-group ratios instead"
         )
     names = [group.name for group in groups]
     if uniform is not None:
