@@ -31,6 +31,7 @@ from autoprune.export import (
     require_onnx,
 )
 from autoprune.metrics import BITS_PER_MB
+from autoprune.models import MODELS
 from autoprune.search import (
     DEFAULT_BITS,
     DEFAULT_MODEL,
@@ -70,7 +71,12 @@ errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal els
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option(help="Model name: resnet18, resnet20, tiny_cnn, tiny_resnet. [default: resnet18]"),
+    typer.Option(
+        help=f"Model: {', '.join(MODELS.names())}; or your own network as "
+        "package.module:factory (an importable function or class returning a float nn.Module, "
+        "quantized for you; it gets num_classes/in_channels if it takes them).",
+        show_default=DEFAULT_MODEL,
+    ),
 ]
 BitsOpt = Annotated[
     int | None, typer.Option(help="1 = BNN, 2..8 = DoReFa k-bit, 32 = float. [default: 2]")
@@ -303,6 +309,15 @@ def train(
     restart: Annotated[
         bool, typer.Option(help="Ignore what --out holds and train from scratch.")
     ] = False,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Start from these weights instead of random ones: an autoprune checkpoint or a "
+            "state dict (.pt/.pth), float or quantized, with this model's layer names and shapes.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     seed: int = 0,
     max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
@@ -350,6 +365,7 @@ def train(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
                 on_epoch=lambda record: progress.console.print(epoch_line(record, epochs)),
                 resume="require" if resume else "restart" if restart else "auto",
+                pretrained=pretrained,
             )
     except TrainingInterrupted as stopped:
         saved = (

@@ -1,5 +1,6 @@
 """Fake quantization for training low-precision networks: quantizers, layers, the spec."""
 
+from autoprune.quant.convert import quantize_
 from autoprune.quant.layers import (
     SUPPORTED_BITS,
     QuantConv2d,
@@ -32,6 +33,7 @@ __all__ = [
     "Quantizer",
     "Sign",
     "input_bits",
+    "quantize_",
     "round_ste",
     "weight_bits",
 ]

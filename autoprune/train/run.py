@@ -24,6 +24,7 @@ from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import ImageData
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
+from autoprune.models import load_pretrained_
 from autoprune.train.checkpoint import (
     build_model,
     load_state_strictly,
@@ -186,6 +187,7 @@ def train_checkpoint(
     progress: Progress | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     resume: ResumeMode = "auto",
+    pretrained: str | Path | None = None,
 ) -> TrainedCheckpoint:
     """Train ``model_config`` on ``data``, saving a resumable checkpoint at ``path`` per epoch.
 
@@ -193,6 +195,9 @@ def train_checkpoint(
     required) and starts fresh otherwise; ``require`` insists on continuing; ``restart``
     ignores and overwrites whatever is at ``path``. Ctrl-C raises ``TrainingInterrupted``,
     with the last complete epoch saved. The final checkpoint loads with ``autoprune.load``.
+    ``pretrained``: weights to start from instead of a random initialisation (float or
+    quantized; see ``autoprune.models.load_pretrained_``), recorded in the metadata; a saved
+    run continues only if it started from the same file.
     """
     started = time.perf_counter()
     path = Path(path)
@@ -203,6 +208,13 @@ def train_checkpoint(
         payload = _resumable(path, model_config, data_config, train_config)
     elif resume == "require":
         raise CheckpointError(f"nothing to resume: {path} does not exist; drop --resume")
+    pretrained_from = None if pretrained is None else str(Path(pretrained).resolve())
+    saved_from = payload["metadata"].get("pretrained") if payload is not None else None
+    if payload is not None and pretrained is not None and saved_from != pretrained_from:
+        raise ConfigError(
+            f"{path} holds a training run that did not start from {pretrained}: pass "
+            "--restart to start over from it, or choose another --out"
+        )
 
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
@@ -210,6 +222,9 @@ def train_checkpoint(
     if payload is not None:
         load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
         history = [EpochRecord.from_dict(r) for r in payload["metadata"].get("history", [])]
+        pretrained_from = saved_from
+    elif pretrained is not None:
+        load_pretrained_(model, pretrained)
     model = model.to(device)
     trainer = make_trainer(model, data, train_config, device)
     training = payload["training"] if payload is not None else {}
@@ -228,6 +243,8 @@ def train_checkpoint(
         "train": train_config.to_dict(),
         "precision": _precision_name(trainer.precision),
     }
+    if pretrained_from is not None:
+        metadata["pretrained"] = pretrained_from
     epochs = train_config.epochs
     saved_epochs = epochs_resumed
     try:
