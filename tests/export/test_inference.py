@@ -8,7 +8,7 @@ from torch import nn
 
 from autoprune.errors import ConfigError
 from autoprune.export import fold_quantizers, plain_activation
-from autoprune.models import create_model
+from autoprune.models import MODELS, create_model
 from autoprune.quant import ACTIVATION_QUANTIZERS, Quantizer, QuantSpec
 
 SPECS = {
@@ -76,3 +76,19 @@ def test_folded_model_is_exact_and_plain(name: str, label: str) -> None:
     if spec.weight_scheme == "dorefa":  # inner conv weights hold the 2^k grid values only
         inner = [m for n, m in folded.named_modules() if isinstance(m, nn.Conv2d) and n][1]
         assert inner.weight.unique().numel() <= 2**spec.wbits
+
+
+LARGE = {"resnet18", "resnet18_imagenet", "resnet34_imagenet"}  # seconds to build each
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in MODELS.names()]
+)
+def test_every_registered_model_folds_exactly(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, bits=1, num_classes=10, in_channels=3).eval()
+    inputs = torch.randn(2, 3, 32, 32)
+    folded = fold_quantizers(model)
+    with torch.no_grad():
+        assert torch.equal(folded(inputs), model(inputs))
+    assert not any(isinstance(m, Quantizer) for m in folded.modules())
