@@ -229,12 +229,43 @@ def prune_checkpoint(
     ``random``; criteria that need data (``taylor``) use ``calibration`` batches, or else the
     first training batches of the dataset the checkpoint records (found in ``data_dir``).
     The saved checkpoint's metadata records the source, ratios and criterion, plus the
-    source's own metadata (``source_metadata``); its training state is not carried over.
+    source's own metadata (``source_metadata``, without its per-epoch history, which stays in
+    the source); its training state is not carried over.
     """
     source, out = Path(path), Path(out)
     if source.resolve() == out.resolve():
-        raise ConfigError(f"--out {out} is the source checkpoint: write the result elsewhere")
-    score = CRITERIA.get(criterion)  # an unknown name raises with the known ones
+        raise ConfigError(
+            f"the output {out} is the source checkpoint: write the pruned one elsewhere"
+        )
+    CRITERIA.get(criterion)  # an unknown name raises with the known ones, before any work
+    # Torch-Pruning's dependency graph traces with autograd: allow it even under no_grad
+    with torch.enable_grad():
+        return _prune_checkpoint(
+            source,
+            out,
+            ratios=ratios,
+            uniform=uniform,
+            residual=residual,
+            criterion=criterion,
+            seed=seed,
+            calibration=calibration,
+            data_dir=data_dir,
+        )
+
+
+def _prune_checkpoint(
+    source: Path,
+    out: Path,
+    *,
+    ratios: Mapping[str, float] | None,
+    uniform: float | None,
+    residual: bool,
+    criterion: str,
+    seed: int,
+    calibration: Sequence[Batch] | None,
+    data_dir: str | Path | None,
+) -> PruneReport:
+    score = CRITERIA.get(criterion)
     payload = read_checkpoint(source)
     try:
         model_config = ModelConfig.from_dict(payload["model"])
@@ -254,15 +285,14 @@ def prune_checkpoint(
         calibration = calibration_from_checkpoint(payload, source, data_dir=data_dir)
     channels_before = {group.name: group.num_channels for group in groups}
     before = measure(model, model_config.input_shape)
-    with torch.enable_grad():  # the dependency graph traces with autograd, even under no_grad
-        kept = prune_(
-            model,
-            wanted,
-            criterion=criterion,
-            example_input=example,
-            calibration=calibration,
-            seed=seed,
-        )
+    kept = prune_(
+        model,
+        wanted,
+        criterion=criterion,
+        example_input=example,
+        calibration=calibration,
+        seed=seed,
+    )
     # residual groups pruned earlier but not named now keep their earlier count
     kept = {**previous, **kept}
     after = measure(model, model_config.input_shape)
@@ -271,7 +301,9 @@ def prune_checkpoint(
         "ratios": dict(wanted),
         "criterion": criterion,
         "seed": seed,
-        "source_metadata": dict(payload.get("metadata") or {}),
+        "source_metadata": {
+            key: value for key, value in (payload.get("metadata") or {}).items() if key != "history"
+        },
     }
     save_checkpoint(out, model, model_config, kept_channels=kept, metadata=metadata)
     after_by_name = {layer.name: layer for layer in after.layers}
