@@ -143,7 +143,11 @@ def search(
     trials: Annotated[int, typer.Option(min=1, help="Complete trials the study should hold.")] = 16,
     sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
     criterion: Annotated[
-        str, typer.Option(help="Channel criterion: angle-next, angle, distance-next, distance, l1.")
+        str,
+        typer.Option(
+            help="Channel criterion: angle-next (the paper's), angle, distance-next, distance, "
+            "l1, taylor (first-order, on a few training batches), random."
+        ),
     ] = "angle-next",
     finetune_steps: Annotated[int, typer.Option(min=0, help="Fine-tuning steps per trial.")] = 40,
     finetune_lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from autoprune.prune.criteria import CRITERIA
-from autoprune.prune.groups import build_dependency_graph, find_groups, remove_channels_
+from autoprune.prune.criteria import CRITERIA, ScoringContext
+from autoprune.prune.criteria.base import Batch
+from autoprune.prune.groups import (
+    ChannelGroup,
+    build_dependency_graph,
+    find_groups,
+    remove_channels_,
+)
 
 
 def channels_to_remove(importance: torch.Tensor, ratio: float) -> list[int]:
@@ -17,13 +23,20 @@ def channels_to_remove(importance: torch.Tensor, ratio: float) -> list[int]:
     count = min(round(ratio * importance.numel()), importance.numel() - 1)
     if count <= 0:
         return []
-    # stable sort: ties (e.g. an all-equal score) resolve to the lowest indices, reproducibly
-    order = torch.sort(importance.float().cpu(), stable=True).indices
+    # stable sort: ties (e.g. an all-equal score) resolve to the lowest indices, reproducibly;
+    # float64 keeps float32 scores' order exactly and float64 ones (taylor) from overflowing
+    order = torch.sort(importance.double().cpu(), stable=True).indices
     return sorted(order[:count].tolist())
 
 
 def kept_count(num_channels: int, ratio: float) -> int:
     return num_channels - min(round(ratio * num_channels), num_channels - 1)
+
+
+def _groups_by_name(
+    model: nn.Module, example_input: torch.Tensor, graph
+) -> dict[str, ChannelGroup]:
+    return {g.name: g for g in find_groups(model, example_input, graph, residual=True)}
 
 
 def prune_(
@@ -32,26 +45,54 @@ def prune_(
     *,
     criterion: str,
     example_input: torch.Tensor,
+    calibration: Sequence[Batch] | None = None,
+    seed: int = 0,
+    residual: bool = False,
 ) -> dict[str, int]:
     """Remove ``ratios[group]`` of each named group's channels in place.
 
-    Every group is scored on the unpruned model before anything is removed, so the result
-    does not depend on the order of the groups. Returns the kept channels per group.
+    Groups are block-internal or residual (``residual:...``, see ``find_groups``). Every group
+    is scored on the unpruned model before anything is removed, so the result does not depend
+    on the order of the groups; groups whose ratio removes nothing are not scored.
+    ``calibration`` (a few ``(images, labels)`` batches on the model's device) and ``seed``
+    reach the criterion through a ``ScoringContext``: ``taylor`` needs the batches,
+    ``random`` uses the seed, the others ignore both.
+
+    Returns the kept channels per group: every block-internal group, plus the residual groups
+    named in ``ratios`` (all of them with ``residual=True``), which is what ``shrink_to_``
+    needs to rebuild the architecture. ``prune_(model, {}, ...)`` just reads them.
     """
     score = CRITERIA.get(criterion)
     graph = build_dependency_graph(model, example_input)
-    groups = {group.name: group for group in find_groups(model, example_input, graph)}
+    groups = _groups_by_name(model, example_input, graph)
     unknown = sorted(set(ratios) - set(groups))
     if unknown:
         raise KeyError(f"no prunable channel group named {', '.join(unknown)}")
-    plan = {}
     for name, ratio in ratios.items():
         if not 0.0 <= ratio < 1.0 or math.isnan(ratio):
             raise ValueError(f"ratio of {name} must be in [0, 1), got {ratio}")
-        plan[name] = channels_to_remove(score(groups[name]), ratio)
+    scored = {
+        name: ratio
+        for name, ratio in ratios.items()
+        if kept_count(groups[name].num_channels, ratio) < groups[name].num_channels
+    }
+    context = ScoringContext(
+        model=model,
+        batches=list(calibration or ()),
+        seed=seed,
+        groups=[groups[name] for name in scored],
+    )
+    plan = {
+        name: channels_to_remove(score(groups[name], context), ratio)
+        for name, ratio in scored.items()
+    }
     for name, channels in plan.items():
         remove_channels_(graph, groups[name], channels)
-    return {name: groups[name].producer.out_channels for name in groups}
+    return {
+        name: group.producer.out_channels
+        for name, group in groups.items()
+        if not group.residual or residual or name in ratios
+    }
 
 
 def shrink_to_(
@@ -60,10 +101,10 @@ def shrink_to_(
     """Give each named group ``kept_channels[group]`` channels by dropping its last ones.
 
     Used to rebuild a pruned architecture before loading its saved weights: which channels
-    go does not matter, the state dict overwrites them all.
+    go does not matter, the state dict overwrites them all. Residual groups included.
     """
     graph = build_dependency_graph(model, example_input)
-    groups = {group.name: group for group in find_groups(model, example_input, graph)}
+    groups = _groups_by_name(model, example_input, graph)
     for name, kept in kept_channels.items():
         if name not in groups:
             raise KeyError(f"no prunable channel group named {name}")

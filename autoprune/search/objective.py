@@ -12,7 +12,7 @@ from torch import nn
 from autoprune.config import ModelConfig
 from autoprune.data import DataSplits
 from autoprune.metrics import measure
-from autoprune.prune import prune_
+from autoprune.prune import CRITERIA, prune_
 from autoprune.train import Progress, evaluate, finetune
 
 
@@ -40,6 +40,23 @@ class CandidateResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def draw_calibration_batches(
+    data: DataSplits, *, count: int, batch_size: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` training batches, shuffled (and augmented, as in training) with ``seed``.
+
+    What data-driven criteria (``taylor``) score channels on; the same seed gives the same
+    batches, so a candidate can be rebuilt exactly.
+    """
+    generator = torch.Generator().manual_seed(seed)  # CPU generator: same batches on any device
+    batches = []
+    for batch in data.batches("train", batch_size, train=True, generator=generator):
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches
+
+
 @dataclass
 class CandidateEvaluator:
     """Scores pruning ratios against one fixed baseline; the baseline is never modified."""
@@ -49,6 +66,26 @@ class CandidateEvaluator:
     model_config: ModelConfig
     criterion: str
     finetune_config: FinetuneConfig
+    calibration_batches: int = 4
+    """Training batches (of ``finetune_config.batch_size``) a data-driven criterion scores on;
+    drawn once with ``calibration_seed``, so every candidate is scored on the same batches."""
+    calibration_seed: int = 0
+    _calibration: list[tuple[torch.Tensor, torch.Tensor]] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def calibration(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The calibration batches if the criterion needs data, else None (nothing drawn)."""
+        if not CRITERIA.get(self.criterion).needs_data:
+            return None
+        if self._calibration is None:
+            self._calibration = draw_calibration_batches(
+                self.data,
+                count=self.calibration_batches,
+                batch_size=self.finetune_config.batch_size,
+                seed=self.calibration_seed,
+            )
+        return self._calibration
 
     def build(
         self,
@@ -66,7 +103,15 @@ class CandidateEvaluator:
         started = time.perf_counter()
         model = copy.deepcopy(self.baseline)
         example = torch.zeros(1, *self.model_config.input_shape, device=device)
-        kept = prune_(model, ratios, criterion=self.criterion, example_input=example)
+        # ``seed`` also drives the random criterion: a rebuilt trial prunes the same channels
+        kept = prune_(
+            model,
+            ratios,
+            criterion=self.criterion,
+            example_input=example,
+            calibration=self.calibration(),
+            seed=seed,
+        )
         pruned = time.perf_counter()
         torch.manual_seed(seed)
         finetune(

@@ -6,13 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from autoprune.models import MODELS, create_model
+from autoprune.models import create_model
 from autoprune.prune import (
-    CRITERIA,
     build_dependency_graph,
     channels_to_remove,
     find_groups,
-    kernel_angles,
     prune_,
 )
 from autoprune.prune.groups import remove_channels_
@@ -102,48 +100,3 @@ def test_channels_to_remove_keeps_at_least_one() -> None:
     assert channels_to_remove(scores, 0.5) == [1, 3]
     assert channels_to_remove(scores, 0.99) == [1, 2, 3]
     assert channels_to_remove(scores, 0.0) == []
-
-
-@pytest.mark.parametrize("criterion", CRITERIA.names())
-@pytest.mark.parametrize("model_name", MODELS.names())
-@pytest.mark.parametrize("bits", [1, 2])
-def test_every_criterion_scores_every_channel(model_name: str, criterion: str, bits: int) -> None:
-    torch.manual_seed(0)
-    model = create_model(model_name, bits=bits)
-    for group in find_groups(model, torch.zeros(1, 3, 8, 8)):
-        scores = CRITERIA.get(criterion)(group)
-        assert scores.shape == (group.num_channels,)
-        assert torch.isfinite(scores).all()
-
-
-def _tiny_group(bits: int):
-    torch.manual_seed(0)
-    model = create_model("tiny_cnn", bits=bits)
-    groups = {g.name: g for g in find_groups(model, torch.zeros(1, 3, 8, 8))}
-    return groups["features.3"]  # 16 channels read by the quantized conv features.6
-
-
-@pytest.mark.parametrize("bits", [1, 2])
-def test_angle_next_prunes_planted_far_channel_first_and_keeps_exact_one(bits: int) -> None:
-    group = _tiny_group(bits)
-    reader = group.consumers[0]
-    with torch.no_grad():
-        # channel 3: equal magnitudes, so each kernel is parallel to its quantized image
-        # (angle 0) -> most important
-        reader.weight[:, 3] = 0.3 * torch.randn_like(reader.weight[:, 3]).sign()
-        # channel 7: one dominant weight per kernel, far from any quantized pattern
-        reader.weight[:, 7] = 1e-3
-        reader.weight[:, 7, 0, 0] = 0.8
-    angles = kernel_angles(reader)
-    assert torch.allclose(angles[:, 3], torch.zeros_like(angles[:, 3]), atol=1e-3)
-    scores = CRITERIA.get("angle-next")(group)
-    assert scores.argmin() == 7
-    assert scores.argmax() == 3
-    assert 7 in channels_to_remove(scores, 0.1) and 3 not in channels_to_remove(scores, 0.9)
-
-
-def test_l1_prunes_zero_filter_first() -> None:
-    group = _tiny_group(2)
-    with torch.no_grad():
-        group.producer.weight[5] = 0.0
-    assert channels_to_remove(CRITERIA.get("l1")(group), 0.05) == [5]
