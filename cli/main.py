@@ -509,7 +509,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except AutopruneError as error:
-        errors.print(f"error: {error}", markup=False, highlight=False)
+        # soft_wrap: one line however long (lists of model names exceed the 160 columns)
+        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

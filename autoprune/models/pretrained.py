@@ -15,7 +15,6 @@ from torch import nn
 
 from autoprune.errors import CheckpointError
 
-CHECKPOINT_FORMAT = "autoprune-checkpoint"  # autoprune.train.checkpoint.FORMAT
 NESTING_KEYS = ("state_dict", "model_state_dict", "model")
 """Keys under which training scripts commonly nest the weights, looked up in this order."""
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -35,7 +34,10 @@ def _is_state_dict(value: Any) -> bool:
 def _unwrap(payload: Any, path: Path) -> dict[str, torch.Tensor]:
     """The tensor dict inside ``payload``: an autoprune checkpoint's weights, a raw state dict,
     or one nested under ``NESTING_KEYS`` (a few levels deep)."""
-    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+    # imported here: autoprune.train imports the models at import time
+    from autoprune.train.checkpoint import FORMAT
+
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
         if payload.get("kept_channels"):
             raise CheckpointError(
                 f"{path} holds a pruned network ({len(payload['kept_channels'])} groups "
