@@ -29,15 +29,21 @@ VERSION = 1
 def build_model(
     model_config: ModelConfig, kept_channels: dict[str, int] | None = None
 ) -> nn.Module:
-    """The (possibly pruned) architecture described by ``model_config``, freshly initialised."""
-    model = create_model(
-        model_config.name,
-        spec=model_config.spec,
-        num_classes=model_config.num_classes,
-        in_channels=model_config.in_channels,
-    )
-    if kept_channels:
-        shrink_to_(model, kept_channels, example_input=torch.zeros(1, *model_config.input_shape))
+    """The (possibly pruned) architecture described by ``model_config``, freshly initialised.
+
+    Works inside a caller's ``no_grad`` or ``inference_mode``: Torch-Pruning traces the
+    network with autograd, and parameters made in inference mode could never train.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        model = create_model(
+            model_config.name,
+            spec=model_config.spec,
+            num_classes=model_config.num_classes,
+            in_channels=model_config.in_channels,
+        )
+        if kept_channels:
+            example = torch.zeros(1, *model_config.input_shape)
+            shrink_to_(model, kept_channels, example_input=example)
     return model
 
 

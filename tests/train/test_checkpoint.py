@@ -31,7 +31,8 @@ def test_pruned_round_trip_is_exact(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "pruned.pt", model, CONFIG, kept_channels=kept)
     payload = torch.load(path, weights_only=True)  # plain data, no pickled classes
     assert payload["kept_channels"] == {"layers.0.0.conv1": 4, "layers.1.0.conv1": 12}
-    loaded = autoprune.load(path)
+    with torch.inference_mode():  # a deployment caller may load without autograd
+        loaded = autoprune.load(path)
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
