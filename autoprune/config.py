@@ -31,7 +31,10 @@ class _Plain:
 
 @dataclass(frozen=True)
 class ModelConfig(_Plain):
-    """Which network: architecture, quantization and input/output shape."""
+    """Which network: architecture, quantization and input/output shape.
+
+    ``quant`` is ``QuantSpec.to_dict()`` (plain data); ``spec`` rebuilds the ``QuantSpec``.
+    """
 
     name: str
     quant: dict[str, Any]
@@ -40,11 +43,17 @@ class ModelConfig(_Plain):
     image_size: int
 
     @classmethod
-    def for_data(cls, name: str, bits: int, data: DataSplits) -> ModelConfig:
-        """``name`` quantized to ``bits`` (see ``QuantSpec.from_bits``), shaped for ``data``."""
+    def for_data(cls, name: str, spec: QuantSpec | int, data: DataSplits) -> ModelConfig:
+        """``name`` quantized as ``spec``, shaped for ``data``.
+
+        ``spec`` is a ``QuantSpec`` (see ``QuantSpec.from_options``); an int is the shorthand
+        ``QuantSpec.from_bits(spec)``.
+        """
+        if not isinstance(spec, QuantSpec):
+            spec = QuantSpec.from_bits(spec)
         return cls(
             name=name,
-            quant=QuantSpec.from_bits(bits).to_dict(),
+            quant=spec.to_dict(),
             num_classes=data.num_classes,
             in_channels=data.in_channels,
             image_size=data.image_size,

@@ -32,11 +32,13 @@ from autoprune.export import (
 )
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import MODELS
+from autoprune.quant import QuantSpec
 from autoprune.search import (
     DEFAULT_BITS,
     DEFAULT_MODEL,
     DEFAULT_STORAGE,
     FinetuneConfig,
+    LayerwiseConfig,
     SearchRequest,
     SearchSession,
     export_trial,
@@ -47,10 +49,12 @@ from autoprune.search import (
 )
 from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
 from autoprune_cli.render import (
+    LayerwiseObserver,
     RichSearchObserver,
     checkpoint_report,
     epoch_line,
     history_table,
+    layerwise_table,
     pareto_table,
     progress_bar,
     prune_table,
@@ -79,7 +83,29 @@ ModelOpt = Annotated[
     ),
 ]
 BitsOpt = Annotated[
-    int | None, typer.Option(help="1 = BNN, 2..8 = DoReFa k-bit, 32 = float. [default: 2]")
+    int | None,
+    typer.Option(
+        help="Weight and activation bits: 1 = binary (BNN), 2..8 = DoReFa k-bit, 32 = float.",
+        show_default="2",
+    ),
+]
+WbitsOpt = Annotated[int | None, typer.Option(help="Weight bits (1, 2..8, 32), overriding --bits.")]
+AbitsOpt = Annotated[
+    int | None, typer.Option(help="Activation bits (1, 2..8, 32), overriding --bits.")
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="1-bit weights: bnn (sign) or xnor (sign times the output channel's mean |w|).",
+        show_default="bnn",
+    ),
+]
+EdgeBitsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="First conv and classifier: 32 (float), 8, or net (the network's own bits).",
+        show_default="32",
+    ),
 ]
 DatasetOpt = Annotated[
     str,
@@ -136,6 +162,10 @@ def _configure_logging() -> None:
 def search(
     model: ModelOpt = None,
     bits: BitsOpt = None,
+    wbits: WbitsOpt = None,
+    abits: AbitsOpt = None,
+    weights: WeightsOpt = None,
+    edge_bits: EdgeBitsOpt = None,
     dataset: DatasetOpt = "digits",
     data_dir: DataDirOpt = None,
     workers: WorkersOpt = None,
@@ -168,11 +198,34 @@ def search(
     device: DeviceOpt = "auto",
     seed: int = 0,
     max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="joint: all ratios at once (BO over every group); layerwise: the paper's "
+            "greedy method, one 1-D BO per group from the last to the first."
+        ),
+    ] = "joint",
+    evaluations: Annotated[
+        int, typer.Option(min=2, help="layerwise: evaluations per group (3 probes first).")
+    ] = 13,
+    alpha: Annotated[
+        float, typer.Option(help="layerwise: weight of the size terms in the objective.")
+    ] = 1.0,
+    retrain_steps: Annotated[
+        int, typer.Option(min=0, help="layerwise: retraining steps after a group pruned >= 5 %.")
+    ] = 200,
+    final_steps: Annotated[
+        int, typer.Option(min=0, help="layerwise: fine-tuning steps after the last group.")
+    ] = 400,
 ) -> None:
     """Search per-group pruning ratios; rerunning the same command resumes the study."""
     request = SearchRequest(
         model=model,
         bits=bits,
+        wbits=wbits,
+        abits=abits,
+        binary_weights=weights,
+        edge_bits=edge_bits,
         dataset=dataset,
         data_dir=data_dir,
         workers=workers,
@@ -189,6 +242,16 @@ def search(
         device=device,
         seed=seed,
         max_train=max_train,
+        method=method,
+        layerwise=LayerwiseConfig(
+            evaluations=evaluations,
+            probes=min(3, evaluations),
+            alpha=alpha,
+            retrain_steps=retrain_steps,
+            final_steps=final_steps,
+            lr=finetune_lr,
+            batch_size=batch_size,
+        ),
     )
     try:
         with progress_bar(console) as progress:
@@ -210,6 +273,9 @@ def search(
             f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
             f"({source}); device {session.device}"
         )
+        if method == "layerwise":
+            _run_layerwise(session)
+            return
         done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
         with progress_bar(console) as progress:
             observer = RichSearchObserver(
@@ -227,6 +293,33 @@ def search(
     console.print(
         f"inspect again with: autoprune pareto --study {session.study_name} "
         f"--storage {request.storage}"
+    )
+
+
+def _run_layerwise(session: SearchSession) -> None:
+    try:
+        with progress_bar(console) as progress:
+            result = session.run_layerwise(
+                LayerwiseObserver(progress, groups=len(session.space.groups))
+            )
+    except KeyboardInterrupt:
+        errors.print(
+            "interrupted: every finished evaluation and group is saved; "
+            "rerun the same command to resume"
+        )
+        raise typer.Exit(130) from None
+    console.print(layerwise_table(result, f"Layer-wise decisions of {session.study_name}"))
+    console.print(
+        f"result: val acc {100 * result.val_accuracy:.2f} %, test acc "
+        f"{100 * result.test_accuracy:.2f} %, {result.params:,} parameters, "
+        f"{result.size_bits / BITS_PER_MB:.4f} MB "
+        f"({100 * result.size_bits / session.reference.quantized_size_bits:.1f} % of unpruned); "
+        f"network saved at {result.checkpoint}"
+    )
+    console.print(pareto_table(trials_frame(session.study, pareto_only=False), session.study_name))
+    console.print(
+        f"export it with: autoprune export --study {session.study_name} "
+        f"--storage {session.request.storage} --trial N --out PATH"
     )
 
 
@@ -265,15 +358,11 @@ def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
     _require_existing(storage)
     rows = study_summaries(open_storage(storage))
     table = Table(title=f"Studies in {storage}")
-    for column in ("study", "model", "quant", "dataset", "complete", "running", "failed"):
+    columns = ("study", "method", "model", "quant", "dataset", "complete", "running", "failed")
+    for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(
-            *(
-                str(row[c])
-                for c in ("study", "model", "quant", "dataset", "complete", "running", "failed")
-            )
-        )
+        table.add_row(*(str(row[c]) for c in columns))
     console.print(table)
 
 
@@ -282,6 +371,10 @@ def train(
     out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
     model: ModelOpt = None,
     bits: BitsOpt = None,
+    wbits: WbitsOpt = None,
+    abits: AbitsOpt = None,
+    weights: WeightsOpt = None,
+    edge_bits: EdgeBitsOpt = None,
     dataset: DatasetOpt = "digits",
     data_dir: DataDirOpt = None,
     workers: WorkersOpt = None,
@@ -343,6 +436,13 @@ def train(
         warmup_epochs=warmup_epochs,
         amp={None: "auto", True: "on", False: "off"}[amp],
     )
+    spec = QuantSpec.from_options(  # before loading data: a bad combination fails at once
+        bits=DEFAULT_BITS if bits is None else bits,
+        wbits=wbits,
+        abits=abits,
+        binary_weights=weights,
+        edge_bits=edge_bits,
+    )
     resolved = resolve_device(device)
     data_config = DataConfig(dataset, seed=seed, max_train=max_train)
     data = load_dataset(
@@ -355,7 +455,7 @@ def train(
         workers=workers,
         image_size=image_size,
     )
-    model_config = ModelConfig.for_data(model or DEFAULT_MODEL, bits or DEFAULT_BITS, data)
+    model_config = ModelConfig.for_data(model or DEFAULT_MODEL, spec, data)
     try:
         with progress_bar(console) as progress:
             task = progress.add_task("training", total=None)

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
-from autoprune.search import SearchObserver, compact_ratios
+from autoprune.search import GroupDecision, LayerwiseResult, SearchObserver, compact_ratios
 from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
 
 
@@ -115,6 +115,55 @@ class RichSearchObserver(SearchObserver):
         if trial.state == TrialState.COMPLETE:
             self.progress.advance(self.trials_task)
         self.progress.update(self.steps_task, visible=False)
+
+
+class LayerwiseObserver(SearchObserver):
+    """Progress of the layer-wise method: groups, the current group's evaluations, retraining."""
+
+    def __init__(self, progress: Progress, *, groups: int) -> None:
+        self.progress = progress
+        self.groups_task = progress.add_task("groups", total=groups)
+        self.steps_task = progress.add_task("retrain", total=1, visible=False)
+
+    def group_started(self, position: int, total: int, group: str) -> None:
+        self.progress.update(self.groups_task, completed=position, description=f"group {group}")
+
+    def evaluation_finished(self, group: str, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE:
+            self.progress.console.print(f"  {group} evaluation {trial.number}: {trial.state.name}")
+            return
+        self.progress.console.print(
+            f"  {group} ratio {100 * trial.params[group]:5.1f} %: objective {trial.value:8.4f}, "
+            f"val loss {trial.user_attrs['val_loss']:.4f}, "
+            f"val acc {100 * trial.user_attrs['val_accuracy']:.2f} %"
+        )
+
+    def finetune_step(self, done: int, total: int) -> None:
+        self.progress.update(self.steps_task, completed=done, total=total, visible=done < total)
+
+    def group_finished(self, decision: GroupDecision) -> None:
+        self.progress.console.print(
+            f"{decision.group}: pruned {100 * decision.ratio:.1f} %"
+            f"{' and retrained' if decision.retrained else ''}"
+        )
+        self.progress.advance(self.groups_task)
+
+
+def layerwise_table(result: LayerwiseResult, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("order", "group", "ratio %", "kept", "objective", "val loss", "val acc %"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for decision in result.decisions:
+        table.add_row(
+            str(decision.position),
+            decision.group,
+            f"{100 * decision.ratio:.1f}",
+            str(result.kept_channels.get(decision.group, "-")),
+            f"{decision.objective:.4f}",
+            f"{decision.val_loss:.4f}",
+            f"{100 * decision.val_accuracy:.2f}",
+        )
+    return table
 
 
 def epoch_line(record: EpochRecord, epochs: int) -> str:

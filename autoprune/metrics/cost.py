@@ -1,8 +1,11 @@
 """Exact cost of a (pruned, quantized) network: size in bits, parameters, MACs and BOPs.
 
 Definitions (docs/METHOD section 3), counted per layer from the layers' real shapes:
-- size: every conv/linear weight at its quantizer's bits; BatchNorm as 2 x 32 bits per channel
-  (scale and shift once folded); biases and any other parameter at 32 bits.
+- size: every conv/linear weight at its quantizer's bits, plus the bits its quantizer stores per
+  output channel (XNOR: one 32-bit scale per output channel, METHOD section 1.1; these scales
+  are derived from the weights, so they count in size but not in params); BatchNorm as
+  2 x 32 bits per channel (scale and shift once folded); biases and any other parameter at
+  32 bits.
 - MACs of a conv: ``k_h * k_w * C_in * C_out * H_out * W_out / groups``; of a linear:
   ``in * out``. Output sizes are read from one forward pass at batch size 1.
 - BOPs: ``MACs * b_w * b_a`` with ``b_a`` the bits of the layer's input; 32 x 32 when float.
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from autoprune.quant import input_bits, weight_bits
+from autoprune.quant import input_bits, weight_bits, weight_scale_bits
 
 BITS_PER_MB = 8 * 2**20
 FLOAT_BITS = 32
@@ -35,6 +38,7 @@ class LayerCost:
     size_bits: int
     macs: int
     bops: int
+    scale_bits: int = 0  # per-output-channel storage of the weight quantizer, in size_bits
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,10 @@ def measure(model: nn.Module, input_shape: Sequence[int]) -> ModelCost:
     counted: set[int] = set()
     for name, layer in compute_layers.items():
         wbits, abits = weight_bits(layer), input_bits(layer)
+        out_ch = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
         params = layer.weight.numel()
-        size = params * wbits
+        scale_bits = out_ch * weight_scale_bits(layer)
+        size = params * wbits + scale_bits
         counted.add(id(layer.weight))
         if layer.bias is not None:
             params += layer.bias.numel()
@@ -92,11 +98,20 @@ def measure(model: nn.Module, input_shape: Sequence[int]) -> ModelCost:
             counted.add(id(layer.bias))
         macs = _layer_macs(layer, outputs[name]) if name in outputs else 0
         in_ch = layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
-        out_ch = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
         kind = "conv" if isinstance(layer, nn.Conv2d) else "linear"
         layers.append(
             LayerCost(
-                name, kind, in_ch, out_ch, wbits, abits, params, size, macs, macs * wbits * abits
+                name,
+                kind,
+                in_ch,
+                out_ch,
+                wbits,
+                abits,
+                params,
+                size,
+                macs,
+                macs * wbits * abits,
+                scale_bits,
             )
         )
     for name, module in model.named_modules():

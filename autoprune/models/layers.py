@@ -9,7 +9,8 @@ from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec
 
 
 def activation(spec: QuantSpec) -> nn.Module:
-    """ReLU for float and DoReFa; Hardtanh for BNN, where ReLU would make every sign +1."""
+    """ReLU for float and DoReFa activations; Hardtanh for sign activations (BNN, XNOR), where
+    ReLU would make every sign +1."""
     return nn.Hardtanh(inplace=True) if spec.binary else nn.ReLU(inplace=True)
 
 
@@ -40,13 +41,12 @@ def quant_conv(
 
 
 def classifier(spec: QuantSpec, in_features: int, num_classes: int) -> QuantLinear:
-    """The last layer, at ``edge_bits`` (full precision by default)."""
-    edge_fp = spec.edge_bits == 32
+    """The last layer: weights and input at ``spec.edge_bits`` (full precision by default)."""
     return QuantLinear(
         in_features,
         num_classes,
         weight_quantizer=spec.weight_quantizer(edge=True),
-        input_quantizer=None if edge_fp else spec.input_quantizer(),
+        input_quantizer=spec.input_quantizer(edge=True),
     )
 
 

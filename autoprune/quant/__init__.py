@@ -2,12 +2,11 @@
 
 from autoprune.quant.convert import quantize_
 from autoprune.quant.layers import (
-    SUPPORTED_BITS,
     QuantConv2d,
     QuantLinear,
-    QuantSpec,
     input_bits,
     weight_bits,
+    weight_scale_bits,
 )
 from autoprune.quant.quantizers import (
     ACTIVATION_QUANTIZERS,
@@ -17,11 +16,22 @@ from autoprune.quant.quantizers import (
     Identity,
     Quantizer,
     Sign,
+    SignedUniformActivation,
+    XNORWeight,
     round_ste,
+)
+from autoprune.quant.spec import (
+    EDGE_CHOICES,
+    EDGE_NET,
+    SUPPORTED_BITS,
+    QuantSpec,
+    parse_edge_bits,
 )
 
 __all__ = [
     "ACTIVATION_QUANTIZERS",
+    "EDGE_CHOICES",
+    "EDGE_NET",
     "SUPPORTED_BITS",
     "WEIGHT_QUANTIZERS",
     "DoReFaActivation",
@@ -32,8 +42,12 @@ __all__ = [
     "QuantSpec",
     "Quantizer",
     "Sign",
+    "SignedUniformActivation",
+    "XNORWeight",
     "input_bits",
+    "parse_edge_bits",
     "quantize_",
     "round_ste",
     "weight_bits",
+    "weight_scale_bits",
 ]

@@ -1,4 +1,4 @@
-"""Quantized layers and the spec that says how a network is quantized.
+"""Quantized layers: torch layers that fake-quantize their weight and their input.
 
 ``QuantConv2d`` / ``QuantLinear`` subclass the torch layers, so anything that understands a
 ``Conv2d`` (Torch-Pruning, ``state_dict`` loading, ONNX export) understands them too. They add
@@ -8,72 +8,25 @@ two parameter-free children: ``input_quantizer`` (applied to the incoming activa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoprune.errors import ConfigError
-from autoprune.quant.quantizers import ACTIVATION_QUANTIZERS, WEIGHT_QUANTIZERS, Quantizer
+from autoprune.quant.quantizers import WEIGHT_QUANTIZERS, Quantizer
+from autoprune.quant.spec import SUPPORTED_BITS, QuantSpec
 
-SUPPORTED_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 32)
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    """How to quantize a network: scheme and bit-width of weights and activations.
-
-    ``edge_bits`` is the precision of the first conv and the classifier (32 = full precision,
-    the literature's default); the raw image entering the first conv is never quantized.
-    """
-
-    weight_scheme: str = "fp"
-    wbits: int = 32
-    activation_scheme: str = "fp"
-    abits: int = 32
-    edge_bits: int = 32
-
-    @classmethod
-    def from_bits(cls, bits: int) -> QuantSpec:
-        """``1``: BNN; ``2..8``: DoReFa with k-bit weights and activations; ``32``: float."""
-        if bits not in SUPPORTED_BITS:
-            raise ConfigError(
-                f"unsupported bit-width {bits}: use 1 (BNN), 2..8 (DoReFa) or 32 (full precision)"
-            )
-        if bits == 32:
-            return cls()
-        scheme = "bnn" if bits == 1 else "dorefa"
-        return cls(weight_scheme=scheme, wbits=bits, activation_scheme=scheme, abits=bits)
-
-    @property
-    def label(self) -> str:
-        """Short human name: ``fp32``, ``bnn``, ``w2a2``."""
-        if self.wbits == 32 and self.abits == 32:
-            return "fp32"
-        if self.weight_scheme == "bnn" and self.activation_scheme == "bnn":
-            return "bnn"
-        return f"w{self.wbits}a{self.abits}"
-
-    @property
-    def binary(self) -> bool:
-        return self.activation_scheme == "bnn"
-
-    def weight_quantizer(self, edge: bool = False) -> Quantizer:
-        if edge and self.edge_bits == 32:
-            return WEIGHT_QUANTIZERS.get("fp")()
-        return WEIGHT_QUANTIZERS.get(self.weight_scheme)(self.wbits)
-
-    def input_quantizer(self) -> Quantizer:
-        return ACTIVATION_QUANTIZERS.get(self.activation_scheme)(self.abits)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QuantSpec:
-        return cls(**data)
+__all__ = [
+    "SUPPORTED_BITS",
+    "QuantConv2d",
+    "QuantLayer",
+    "QuantLinear",
+    "QuantSpec",
+    "input_bits",
+    "weight_bits",
+    "weight_scale_bits",
+]
 
 
 class _Quantized(nn.Module):
@@ -124,3 +77,9 @@ def input_bits(layer: nn.Module) -> int:
     """Bits of one input activation of ``layer`` (32 for plain torch layers)."""
     quantizer = getattr(layer, "input_quantizer", None)
     return quantizer.bits if isinstance(quantizer, Quantizer) else 32
+
+
+def weight_scale_bits(layer: nn.Module) -> int:
+    """Bits stored per output channel on top of the weights (XNOR's scale; 0 for most)."""
+    quantizer = getattr(layer, "weight_quantizer", None)
+    return quantizer.extra_bits_per_output_channel if isinstance(quantizer, Quantizer) else 0

@@ -20,7 +20,7 @@ from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA
-from autoprune.quant import QuantSpec
+from autoprune.quant import QuantSpec, parse_edge_bits
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import create_sampler
@@ -54,10 +54,20 @@ METHODS = ("joint", "layerwise")
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """What the user asked for. ``model``/``bits`` None: from the checkpoint, else defaults."""
+    """What the user asked for. ``model`` and the quantization fields None: from the
+    checkpoint, else the defaults (bits 2, bnn binary weights, float edge layers).
+
+    Quantization (see ``QuantSpec.from_options``): ``bits`` sets weights and activations,
+    ``wbits``/``abits`` override one side, ``binary_weights`` is ``bnn`` or ``xnor`` for
+    1-bit weights, ``edge_bits`` is 32, 8 or ``"net"`` for the first conv and classifier.
+    """
 
     model: str | None = None
     bits: int | None = None
+    wbits: int | None = None
+    abits: int | None = None
+    binary_weights: str | None = None
+    edge_bits: int | str | None = None
     dataset: str = "digits"
     data_dir: str | None = None
     workers: int | None = None  # data-loader processes of streaming datasets (None: default)
@@ -77,6 +87,16 @@ class SearchRequest:
     max_train: int | None = None
     method: str = "joint"  # "joint": all ratios at once; "layerwise": the paper's greedy method
     layerwise: LayerwiseConfig = field(default_factory=LayerwiseConfig)
+
+    def quant_spec(self) -> QuantSpec:
+        """The requested quantization with the defaults filled in (no checkpoint involved)."""
+        return QuantSpec.from_options(
+            bits=DEFAULT_BITS if self.bits is None else self.bits,
+            wbits=self.wbits,
+            abits=self.abits,
+            binary_weights=self.binary_weights,
+            edge_bits=self.edge_bits,
+        )
 
 
 def _file_digest(path: Path) -> str:
@@ -117,7 +137,7 @@ class SearchSession:
             )
         else:
             self.model_config = ModelConfig.for_data(
-                request.model or DEFAULT_MODEL, request.bits or DEFAULT_BITS, self.data
+                request.model or DEFAULT_MODEL, request.quant_spec(), self.data
             )
             baseline_identity = {"train": request.train.to_dict()}
         example = torch.zeros(1, *self.model_config.input_shape)
@@ -195,11 +215,24 @@ class SearchSession:
             raise CheckpointError(
                 f"checkpoint {path} is already pruned: search from the unpruned baseline checkpoint"
             )
+        # every quantization option given must match what the checkpoint was trained with
+        request, spec = self.request, model_config.spec
         wanted = {
-            "model": self.request.model,
-            "bits": self.request.bits,
+            "model": request.model,
+            "bits": request.bits,
+            "wbits": request.wbits,
+            "abits": request.abits,
+            "weights": request.binary_weights,
+            "edge-bits": None if request.edge_bits is None else parse_edge_bits(request.edge_bits),
         }
-        held = {"model": model_config.name, "bits": model_config.spec.wbits}
+        held = {
+            "model": model_config.name,
+            "bits": spec.wbits if spec.wbits == spec.abits else spec.label,
+            "wbits": spec.wbits,
+            "abits": spec.abits,
+            "weights": spec.weight_scheme,
+            "edge-bits": spec.edge_bits,
+        }
         for key, value in wanted.items():
             if value is not None and value != held[key]:
                 raise CheckpointError(

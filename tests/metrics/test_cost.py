@@ -7,7 +7,7 @@ from torch import nn
 
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.models import create_model
-from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec
+from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, XNORWeight
 
 
 class HandModel(nn.Module):
@@ -59,3 +59,32 @@ def test_resnet18_bnn_size_matches_paper_accounting() -> None:
     assert cost.params == float_cost.params
     assert cost.macs == float_cost.macs == 555_422_720  # the published 0.56 GMACs
     assert 25 < float_cost.size_bits / cost.size_bits < 35
+
+
+def test_xnor_adds_one_32_bit_scale_per_output_channel() -> None:
+    """Hand-computed: a 1-bit XNOR conv 3->5 (3x3) and an XNOR linear 5->4 with bias."""
+    model = nn.Sequential(
+        QuantConv2d(3, 5, 3, bias=False, weight_quantizer=XNORWeight()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        QuantLinear(5, 4, weight_quantizer=XNORWeight()),
+    )
+    cost = measure(model, (3, 6, 6))
+    conv_bits = 5 * 3 * 9 * 1 + 5 * 32  # binary weights + one scale per output channel
+    linear_bits = 4 * 5 * 1 + 4 * 32 + 4 * 32  # binary weights + scales + float bias
+    assert cost.size_bits == conv_bits + linear_bits
+    assert [layer.scale_bits for layer in cost.layers] == [5 * 32, 4 * 32]
+    assert cost.params == 5 * 3 * 9 + 4 * 5 + 4  # scales derive from the weights
+    assert cost.bops == 5 * 3 * 9 * 4 * 4 * 1 * 32 + 5 * 4 * 1 * 32
+
+
+def test_xnor_resnet_costs_bnn_plus_inner_output_channels() -> None:
+    bnn = create_model("resnet20", spec=QuantSpec.from_options(bits=1))
+    xnor = create_model("resnet20", spec=QuantSpec.from_options(bits=1, binary_weights="xnor"))
+    inner_convs = [
+        m for m in xnor.modules() if isinstance(m, QuantConv2d) and m.weight_quantizer.bits == 1
+    ]
+    extra = 32 * sum(conv.out_channels for conv in inner_convs)
+    assert measure(xnor, (3, 32, 32)).size_bits == measure(bnn, (3, 32, 32)).size_bits + extra
+    # 18 3x3 convs (16, 32, 64 wide) and two 1x1 shortcut convs; the stem stays float
+    assert extra == 32 * (6 * 16 + 7 * 32 + 7 * 64)
