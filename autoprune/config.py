@@ -76,6 +76,20 @@ class DataConfig(_Plain):
     val_fraction: float = 0.1
     seed: int = 0
     max_train: int | None = None  # cap on training images (quick runs and tests)
+    # a digest of an image folder's content (ImageFolderData.identity): two different folders
+    # used as `imagefolder` must not share a cached baseline or a study
+    content: str | None = None
+
+    @classmethod
+    def of(cls, data: Any, name: str, **fields: Any) -> DataConfig:
+        """The config of loaded ``data``, with its content digest where it has one."""
+        return cls(name, content=getattr(data, "identity", None), **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["content"] is None:  # in-memory datasets: keys of existing caches unchanged
+            del data["content"]
+        return data
 
 
 # TrainConfig fields added after the first release, with the defaults that reproduce the

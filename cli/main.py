@@ -444,17 +444,16 @@ def train(
         edge_bits=edge_bits,
     )
     resolved = resolve_device(device)
-    data_config = DataConfig(dataset, seed=seed, max_train=max_train)
     data = load_dataset(
         dataset,
         data_dir=data_dir,
-        val_fraction=data_config.val_fraction,
         seed=seed,
         device=resolved,
         max_train=max_train,
         workers=workers,
         image_size=image_size,
     )
+    data_config = DataConfig.of(data, dataset, seed=seed, max_train=max_train)
     model_config = ModelConfig.for_data(model or DEFAULT_MODEL, spec, data)
     try:
         with progress_bar(console) as progress:

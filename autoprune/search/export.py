@@ -78,7 +78,13 @@ def export_trial(
         seed=data_config.seed,
         device=resolved,
         max_train=data_config.max_train,
+        image_size=model_config.image_size,  # a streaming dataset is rebuilt at the searched size
     )
+    if data_config.content is not None and getattr(data, "identity", None) != data_config.content:
+        raise ConfigError(
+            f"the images in {data_dir or 'the data folder'} differ from those study "
+            f"{study.study_name!r} searched: pass the --data-dir it was run with"
+        )
     if saved is not None:
         payload = read_checkpoint(saved)
         kept = dict(payload.get("kept_channels") or {})

@@ -113,9 +113,6 @@ class SearchSession:
                 f"unknown search method {request.method!r}: use one of {', '.join(METHODS)}"
             )
         self.device = resolve_device(request.device)
-        self.data_config = DataConfig(
-            request.dataset, request.val_fraction, request.seed, request.max_train
-        )
         # Open the storage first: an unreachable one should fail before minutes of training.
         self.storage = open_storage(request.storage)
         self.data = load_dataset(
@@ -127,6 +124,13 @@ class SearchSession:
             max_train=request.max_train,
             workers=request.workers,
             image_size=request.image_size,
+        )
+        self.data_config = DataConfig.of(
+            self.data,
+            request.dataset,
+            val_fraction=request.val_fraction,
+            seed=request.seed,
+            max_train=request.max_train,
         )
         # Everything that defines the study is known before any training, so a mismatching
         # study is refused before minutes of work.

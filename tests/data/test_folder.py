@@ -369,3 +369,16 @@ def test_bad_split_and_batch_size(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         next(data.batches("train", 0))
     assert math.isclose(sum(data.num_examples(s) for s in ("train", "val", "test")), 6)
+
+
+def test_data_config_keys_follow_folder_content(tmp_path: Path) -> None:
+    """Two different folders used as `imagefolder` must not share a baseline cache or study."""
+    from autoprune.config import DataConfig, config_key
+
+    solid_folder(tmp_path / "a", {"train": 10, "val": 1})
+    solid_folder(tmp_path / "b", {"train": 9, "val": 1})
+    a = DataConfig.of(open_folder(tmp_path / "a"), "imagefolder")
+    b = DataConfig.of(open_folder(tmp_path / "b"), "imagefolder")
+    assert a.content and config_key(a) != config_key(b)
+    # in-memory datasets keep the dict (and so the cache keys) they always had
+    assert "content" not in DataConfig("digits").to_dict()
