@@ -28,8 +28,19 @@ def _batch(images: int = 4, channels: int = 3, size: int = 16) -> tuple[torch.Te
     return x, torch.arange(images) % 10
 
 
+def _every_model() -> list:
+    """Every registered model; the big ones (tracing them takes many seconds) run as slow."""
+    params = {
+        name: sum(p.numel() for p in create_model(name).parameters()) for name in MODELS.names()
+    }
+    return [
+        pytest.param(name, marks=pytest.mark.slow) if count > BIG_MODEL_PARAMS else name
+        for name, count in params.items()
+    ]
+
+
 @pytest.mark.parametrize("bits", [1, 2])
-@pytest.mark.parametrize("model_name", MODELS.names())
+@pytest.mark.parametrize("model_name", _every_model())
 def test_every_criterion_scores_every_channel_of_every_group(model_name: str, bits: int) -> None:
     torch.manual_seed(0)
     model = create_model(model_name, bits=bits)
