@@ -6,12 +6,16 @@ and an Adam update -- on a fixed random batch of 32x32 images, for each model an
 cost of the network itself, including the fake-quantization passes.
 
 How it runs: every variant is built and warmed up first. Then each of ``--repeats`` rounds
-times ``--steps`` steps of every variant in turn (32, 2, 1, 32, 2, 1, ...), so slow phases of a
-shared machine hit all variants roughly alike.
+times ``--steps`` steps of every variant in turn, the order rotating from round to round
+(32, 2, 1 / 2, 1, 32 / ...), so slow phases of a shared machine and the cache left by the
+previous variant hit all variants alike.
 
 How to read it: ``median`` is the median images/s over the rounds (``min``/``max`` show the
-spread); ``vs fp32`` is that median divided by the float model's median (1.00 = as fast as
-float, 0.50 = half the throughput). Compare rows from the same run only.
+spread); ``vs fp32`` is the median over rounds of the variant's images/s divided by the float
+model's in the same round (a paired ratio, which cancels the machine's slow drifts; 1.00 = as
+fast as float, 0.50 = half the throughput) and ``q1-q3`` its quartiles; ``faults/step`` is the
+median number of minor page faults per training step, the cost ``--allocator default`` shows
+and ``tuned`` removes. Compare rows from the same run only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoprune.device import training_memory_format, tune_cpu_allocator
 from autoprune.models import create_model
 
 IMAGE_SIZE = 32
@@ -44,6 +49,7 @@ class Variant:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     rates: list[float] = field(default_factory=list)
+    page_faults: list[float] = field(default_factory=list)  # minor faults per step
 
     @property
     def label(self) -> str:
@@ -54,13 +60,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads value")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--repeats", type=int, default=20, help="interleaved timing rounds")
     parser.add_argument("--models", default="resnet20", help="comma-separated registry names")
     parser.add_argument("--bits", default="32,2,1", help="comma-separated bit-widths")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    parser.add_argument(
+        "--memory-format",
+        choices=("auto", "contiguous", "channels_last"),
+        default="auto",
+        help="auto: what autoprune's training uses on the device "
+        "(autoprune.device.training_memory_format: channels_last on the CPU)",
+    )
+    parser.add_argument(
+        "--allocator",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="tuned: glibc keeps freed buffers, as autoprune's training does "
+        "(autoprune.device.tune_cpu_allocator); default: glibc's own settings",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for name in ("batch_size", "threads", "steps", "repeats"):
@@ -104,21 +123,32 @@ def train_step(variant: Variant, images: torch.Tensor, targets: torch.Tensor) ->
     variant.optimizer.step()
 
 
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def time_steps(
     variant: Variant,
     images: torch.Tensor,
     targets: torch.Tensor,
     steps: int,
     device: torch.device,
-) -> float:
-    """Run ``steps`` training steps and return the images/s they achieved."""
+) -> None:
+    """Run ``steps`` training steps; record their images/s and minor page faults per step."""
     synchronize(device)
+    faults = minor_page_faults()
     start = time.perf_counter()
     for _ in range(steps):
         train_step(variant, images, targets)
     synchronize(device)
     elapsed = time.perf_counter() - start
-    return steps * images.shape[0] / elapsed
+    variant.page_faults.append((minor_page_faults() - faults) / steps)
+    variant.rates.append(steps * images.shape[0] / elapsed)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -136,16 +166,35 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
 
 
+def paired_ratios(variant: Variant, reference: Variant) -> list[float]:
+    """The variant's images/s over the reference's, round by round."""
+    return [rate / base for rate, base in zip(variant.rates, reference.rates, strict=True)]
+
+
 def report(variants: Sequence[Variant], batch_size: int) -> str:
-    float_median = {
-        v.model_name: statistics.median(v.rates) for v in variants if v.bits == 32 and v.rates
-    }
-    headers = ("model", "bits", "variant", "median img/s", "min", "max", "ms/step", "vs fp32")
+    floats = {v.model_name: v for v in variants if v.bits == 32 and v.rates}
+    headers = (
+        "model",
+        "bits",
+        "variant",
+        "median img/s",
+        "min",
+        "max",
+        "ms/step",
+        "faults/step",
+        "vs fp32",
+        "q1-q3",
+    )
     rows = []
     for v in variants:
         median = statistics.median(v.rates)
-        reference = float_median.get(v.model_name)
-        ratio = f"{median / reference:.2f}x" if reference else "-"
+        ratio, spread = "-", "-"
+        if v.model_name in floats:
+            ratios = paired_ratios(v, floats[v.model_name])
+            ratio = f"{statistics.median(ratios):.2f}x"
+            if len(ratios) >= 4:
+                q1, _, q3 = statistics.quantiles(ratios, n=4)
+                spread = f"{q1:.2f}-{q3:.2f}"
         rows.append(
             (
                 v.model_name,
@@ -155,7 +204,9 @@ def report(variants: Sequence[Variant], batch_size: int) -> str:
                 f"{min(v.rates):.1f}",
                 f"{max(v.rates):.1f}",
                 f"{1000 * batch_size / median:.1f}",
+                f"{statistics.median(v.page_faults):.0f}",
                 ratio,
+                spread,
             )
         )
     return format_table(headers, rows)
@@ -173,7 +224,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    allocator = "default"
+    if args.allocator == "tuned" and device.type == "cpu":
+        allocator = "tuned" if tune_cpu_allocator() else "default (tuning unavailable here)"
+    memory_format = {
+        "auto": training_memory_format(device),
+        "contiguous": torch.contiguous_format,
+        "channels_last": torch.channels_last,
+    }[args.memory_format]
 
     model_names = split_list(args.models)
     bit_widths = [int(bits) for bits in split_list(args.bits)]
@@ -193,16 +251,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             train_step(variant, images, targets)
     synchronize(device)
 
-    for _ in range(args.repeats):
-        for variant in variants:
-            variant.rates.append(time_steps(variant, images, targets, args.steps, device))
+    for round_index in range(args.repeats):
+        start = round_index % len(variants)
+        for variant in variants[start:] + variants[:start]:
+            time_steps(variant, images, targets, args.steps, device)
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"torch {torch.__version__} | device {device_name} | threads {torch.get_num_threads()}"
         f" | python {platform.python_version()} | batch {args.batch_size}"
         f" | {args.steps} steps x {args.repeats} interleaved repeats (warm-up {args.warmup})"
-        f" | {'channels_last' if args.channels_last else 'contiguous (NCHW)'}"
+        f" | {'channels_last' if memory_format == torch.channels_last else 'contiguous (NCHW)'}"
+        f" | allocator {allocator}"
     )
     print(f"load average (1/5/15 min): before {load_before} | after {load_average()}")
     print()

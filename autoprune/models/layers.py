@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec
+from autoprune.quant import InplaceHardtanh, QuantConv2d, QuantLinear, QuantSpec
 
 
 def activation(spec: QuantSpec) -> nn.Module:
     """ReLU for float and DoReFa activations; Hardtanh for sign activations (BNN, XNOR), where
     ReLU would make every sign +1."""
-    return nn.Hardtanh(inplace=True) if spec.binary else nn.ReLU(inplace=True)
+    return InplaceHardtanh() if spec.binary else nn.ReLU(inplace=True)
 
 
 def quant_conv(

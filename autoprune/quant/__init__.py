@@ -2,6 +2,7 @@
 
 from autoprune.quant.convert import quantize_
 from autoprune.quant.layers import (
+    InplaceHardtanh,
     QuantConv2d,
     QuantLinear,
     input_bits,
@@ -37,6 +38,7 @@ __all__ = [
     "DoReFaActivation",
     "DoReFaWeight",
     "Identity",
+    "InplaceHardtanh",
     "QuantConv2d",
     "QuantLinear",
     "QuantSpec",

@@ -10,6 +10,8 @@ values and gradient).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -17,6 +19,30 @@ from autoprune.registry import Registry
 
 WEIGHT_QUANTIZERS: Registry[type[Quantizer]] = Registry("weight quantizer")
 ACTIVATION_QUANTIZERS: Registry[type[Quantizer]] = Registry("activation quantizer")
+
+
+@functools.cache
+def _next_float(value: float, toward: float, dtype: torch.dtype) -> float:
+    return torch.nextafter(
+        torch.tensor(value, dtype=dtype), torch.tensor(toward, dtype=dtype)
+    ).item()
+
+
+def clipped_ste_grad(grad: torch.Tensor, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``grad * 1[low <= x <= high]`` in one pass, reading the saved input ``x``.
+
+    ``hardtanh_backward`` keeps ``grad`` where ``min < x < max`` (strict), so the bounds are
+    moved one float outwards in ``x``'s dtype, which makes the interval closed exactly.
+    Saving ``x`` instead of a boolean mask spares the forward two passes and an allocation
+    (measured in benchmarks/README.md). In the bundled networks ``x`` is the output of an
+    in-place ReLU/Hardtanh, which autograd keeps for that activation's own backward, so no
+    memory is added; elsewhere it costs 4 bytes per element instead of the mask's 1. A model
+    that changes ``x`` in place after the quantizer read it gets autograd's error, not a wrong
+    gradient.
+    """
+    below = _next_float(low, low - 1.0, x.dtype)
+    above = _next_float(high, high + 1.0, x.dtype)
+    return torch.ops.aten.hardtanh_backward(grad, x, below, above)
 
 
 class Quantizer(nn.Module):

@@ -2,20 +2,30 @@
 
 Both use ``sign(0) = +1`` so every value is one of two levels, and the clipped
 straight-through estimator (STE) for the sign: ``d sign(x)/dx := 1[|x| <= 1]``. The autograd
-functions have a hand-written backward that keeps a 1-byte mask, not the float input.
+functions have a hand-written backward: the activation sign recomputes the mask from the saved
+input in the same pass as the product (``clipped_ste_grad``); XNOR keeps a 1-byte mask.
 """
 
 from __future__ import annotations
 
 import torch
 
-from autoprune.quant.base import ACTIVATION_QUANTIZERS, WEIGHT_QUANTIZERS, Quantizer
+from autoprune.quant.base import (
+    ACTIVATION_QUANTIZERS,
+    WEIGHT_QUANTIZERS,
+    Quantizer,
+    clipped_ste_grad,
+)
 
 SCALE_BITS = 32  # XNOR's per-channel scale is stored as one float32
 
 
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
-    """``sign(x)`` in {-1, +1} with ``sign(0) = +1`` (adding 1/2 moves 0 to the + side)."""
+    """``sign(x)`` in {-1, +1} with ``sign(0) = +1`` (adding 1/2 moves 0 to the + side).
+
+    Also ``+1`` for ``-0.0``, as the exported inference form computes it (one-pass
+    ``copysign`` would give -1 there; see benchmarks/README.md).
+    """
     return torch.sign(x).add_(0.5).sign_()
 
 
@@ -24,13 +34,13 @@ class _SignSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x.abs() <= 1)
+        ctx.save_for_backward(x)
         return binary_sign(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (inside,) = ctx.saved_tensors
-        return grad * inside
+        (x,) = ctx.saved_tensors
+        return clipped_ste_grad(grad, x, -1.0, 1.0)
 
 
 class _XNORWeightSTE(torch.autograd.Function):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from autoprune.errors import ConfigError
-from autoprune.quant.layers import QuantConv2d, QuantLinear
+from autoprune.quant.layers import InplaceHardtanh, QuantConv2d, QuantLinear
 from autoprune.quant.spec import QuantSpec
 
 _PLAIN_LAYERS = (nn.Conv2d, nn.Linear)
@@ -132,9 +132,9 @@ def quantize_(
       that receives ``example_input`` itself, else the first conv called; the last linear
       called. Without it: the first conv and the last linear in definition order.
     - Binary (sign) activations (``spec.binary``): every ``nn.ReLU`` / ``nn.ReLU6`` module
-      becomes ``nn.Hardtanh`` (same ``inplace``), because a ReLU before a sign makes every
-      sign +1. ReLUs called as functions in ``forward`` (``torch.relu``, ``F.relu``) cannot be
-      seen or replaced: write them as modules.
+      becomes a Hardtanh (``InplaceHardtanh`` where it was in place), because a ReLU before a
+      sign makes every sign +1. ReLUs called as functions in ``forward`` (``torch.relu``,
+      ``F.relu``) cannot be seen or replaced: write them as modules.
     - Layers already quantized (``QuantConv2d`` / ``QuantLinear``) keep their quantizers, so
       applying ``quantize_`` twice changes nothing. Subclasses of ``nn.Conv2d`` / ``nn.Linear``
       with their own behaviour are left as they are, with a warning (replacing them would drop
@@ -149,7 +149,9 @@ def quantize_(
     for name, module in model.named_modules():
         if isinstance(module, _QUANTIZED_LAYERS) or not isinstance(module, _PLAIN_LAYERS):
             if spec.binary and isinstance(module, _NON_NEGATIVE_ACTIVATIONS):
-                replacements[module] = nn.Hardtanh(inplace=module.inplace)
+                replacements[module] = (
+                    InplaceHardtanh() if module.inplace else nn.Hardtanh(inplace=False)
+                )
             continue
         if type(module) not in _PLAIN_LAYERS:
             skipped.append(f"{name or 'model'} ({type(module).__name__})")

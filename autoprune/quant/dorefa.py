@@ -1,14 +1,21 @@
 """DoReFa-Net quantizers (Zhou, Wu, Ni, Zhou, Wen, Zou, 2016), k = 2..8 bits.
 
 Both build on ``quantize_k(x) = round(x * (2^k - 1)) / (2^k - 1)`` for ``x`` in [0, 1], whose
-gradient is the straight-through estimator (STE) ``d quantize_k(x)/dx := 1``.
+gradient is the straight-through estimator (STE) ``d quantize_k(x)/dx := 1``. The activation
+quantizer's backward recomputes its clip mask from the saved input in the same pass as the
+product (``clipped_ste_grad``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from autoprune.quant.base import ACTIVATION_QUANTIZERS, WEIGHT_QUANTIZERS, Quantizer
+from autoprune.quant.base import (
+    ACTIVATION_QUANTIZERS,
+    WEIGHT_QUANTIZERS,
+    Quantizer,
+    clipped_ste_grad,
+)
 
 DOREFA_BITS = range(2, 9)
 
@@ -30,14 +37,13 @@ class _ClippedRoundSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
-        clipped = x.clamp(0, 1)
-        ctx.save_for_backward(clipped == x)  # 1-byte mask of the unclipped entries
-        return clipped.mul_(levels).round_().div_(levels)
+        ctx.save_for_backward(x)  # the mask is recomputed in the backward's single pass
+        return x.clamp(0, 1).mul_(levels).round_().div_(levels)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (inside,) = ctx.saved_tensors
-        return grad * inside, None
+        (x,) = ctx.saved_tensors
+        return clipped_ste_grad(grad, x, 0.0, 1.0), None
 
 
 def round_ste(x: torch.Tensor, bits: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoprune.data import ImageData
+from autoprune.device import to_memory_format, training_memory_format, tune_cpu_allocator
 from autoprune.errors import ConfigError
 from autoprune.registry import Registry
 
@@ -115,13 +116,16 @@ class Evaluation:
 def evaluate(model: nn.Module, data: ImageData, split: str, batch_size: int = 512) -> Evaluation:
     """Accuracy and mean cross-entropy of ``model`` on ``split`` ('train', 'val' or 'test').
 
-    Always in float32, so an accuracy does not depend on whether training used autocast.
+    Always in float32, so an accuracy does not depend on whether training used autocast, and
+    in the device's training memory format, so it does not depend on whether the model was
+    just trained or just loaded.
     """
     was_training = model.training
     model.eval()
+    memory_format = training_memory_format(_device_of(model))
     correct, loss, count = 0, 0.0, 0
     for images, labels in data.batches(split, batch_size):
-        logits = model(images)
+        logits = model(to_memory_format(images, memory_format))
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
         count += labels.numel()
@@ -139,6 +143,9 @@ class Trainer:
     The model is trained in place. Fake quantizers run inside autocast as they are: weight
     quantizers see the float32 master weights, activation quantizers the autocast dtype; the
     quantized levels (+-1, k / (2^k - 1)) then enter the convolution in that dtype.
+
+    The model and its batches are put in the device's ``training_memory_format``, and on the
+    CPU the allocator is tuned to reuse activation buffers (``tune_cpu_allocator``).
     """
 
     def __init__(
@@ -158,6 +165,11 @@ class Trainer:
     ) -> None:
         self.model = model
         self.data = data
+        self.device = _device_of(model)
+        self.memory_format = training_memory_format(self.device)
+        model.to(memory_format=self.memory_format)  # before the optimizer sees the parameters
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.batch_size = batch_size
         self.base_lr = lr
         self.schedule = LRSchedule(schedule, total_steps, warmup_steps)
@@ -166,7 +178,6 @@ class Trainer:
         # which also makes a seed mean the same batches on CPU and CUDA
         self.generator = torch.Generator().manual_seed(seed)
         self.precision = precision
-        self.device = _device_of(model)
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == torch.float16 else None
         self.step = 0
 
@@ -183,6 +194,7 @@ class Trainer:
         lr = self.lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        images = to_memory_format(images, self.memory_format)
         with torch.autocast(
             self.device.type, dtype=self.precision, enabled=self.precision != torch.float32
         ):

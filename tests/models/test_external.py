@@ -106,7 +106,7 @@ def test_factory_receives_what_it_names_and_is_quantized(user_module: str) -> No
     assert model.conv2.weight_quantizer.bits == 2 and model.fc.weight_quantizer.bits == 32
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 5)
     binary = create_model(f"{user_module}:Net", bits=1, num_classes=4, in_channels=3)
-    assert type(binary.relu1).__name__ == "Hardtanh"  # ReLU before a sign: every sign +1
+    assert isinstance(binary.relu1, torch.nn.Hardtanh)  # ReLU before a sign: every sign +1
     assert create_model(f"{user_module}:nested.build", num_classes=3).fc.out_features == 3
 
 
