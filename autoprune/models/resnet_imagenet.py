@@ -31,7 +31,7 @@ class ImageNetBasicBlock(nn.Module):
         super().__init__()
         self.conv1 = quant_conv(spec, in_channels, channels, 3, stride)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.act1 = activation(spec)
+        self.act1 = activation(spec, only_feeds_quantized_conv=True)
         self.conv2 = quant_conv(spec, channels, channels, 3)
         self.bn2 = nn.BatchNorm2d(channels)
         self.downsample: nn.Module = nn.Identity()

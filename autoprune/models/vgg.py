@@ -52,7 +52,11 @@ class VGG(nn.Module):
             layers.append(quant_conv(spec, channels, width, 3, stem=not layers))
             if index + 1 < len(layout) and layout[index + 1] == "pool":
                 layers.append(nn.MaxPool2d(2))
-            layers += [nn.BatchNorm2d(width), activation(spec)]
+            feeds_next_conv = any(later != "pool" for later in layout[index + 1 :])
+            layers += [
+                nn.BatchNorm2d(width),
+                activation(spec, only_feeds_quantized_conv=feeds_next_conv),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

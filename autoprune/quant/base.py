@@ -10,7 +10,7 @@ values and gradient).
 
 from __future__ import annotations
 
-import functools
+import math
 
 import torch
 from torch import nn
@@ -21,11 +21,21 @@ WEIGHT_QUANTIZERS: Registry[type[Quantizer]] = Registry("weight quantizer")
 ACTIVATION_QUANTIZERS: Registry[type[Quantizer]] = Registry("activation quantizer")
 
 
-@functools.cache
 def _next_float(value: float, toward: float, dtype: torch.dtype) -> float:
-    return torch.nextafter(
-        torch.tensor(value, dtype=dtype), torch.tensor(toward, dtype=dtype)
-    ).item()
+    """The neighbour of ``value`` in ``dtype`` on the side of ``toward`` (``value`` normal or 0).
+
+    Plain arithmetic on ``torch.finfo``, not ``torch.nextafter(...).item()``, so it is a
+    constant under ``torch.compile`` instead of a graph break.
+    """
+    info = torch.finfo(dtype)
+    if value == 0:
+        return math.copysign(info.tiny * info.eps, toward)  # the smallest subnormal
+    exponent = math.frexp(abs(value))[1] - 1  # |value| = m * 2**exponent, 1 <= m < 2
+    spacing = 2.0**exponent * info.eps  # between |value| and the next float away from 0
+    moving_away_from_zero = (toward > value) == (value > 0)
+    if not moving_away_from_zero and abs(value) == 2.0**exponent:
+        spacing /= 2  # below a power of two the floats are twice as dense
+    return value + math.copysign(spacing, toward - value)
 
 
 def clipped_ste_grad(grad: torch.Tensor, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -35,10 +45,10 @@ def clipped_ste_grad(grad: torch.Tensor, x: torch.Tensor, low: float, high: floa
     moved one float outwards in ``x``'s dtype, which makes the interval closed exactly.
     Saving ``x`` instead of a boolean mask spares the forward two passes and an allocation
     (measured in benchmarks/README.md). In the bundled networks ``x`` is the output of an
-    in-place ReLU/Hardtanh, which autograd keeps for that activation's own backward, so no
-    memory is added; elsewhere it costs 4 bytes per element instead of the mask's 1. A model
-    that changes ``x`` in place after the quantizer read it gets autograd's error, not a wrong
-    gradient.
+    in-place ReLU/Hardtanh, which autograd keeps for that activation's own backward, or a
+    BatchNorm output that such an activation would have overwritten, so no memory is added;
+    elsewhere it costs 4 bytes per element instead of the mask's 1. A model that changes ``x``
+    in place after the quantizer read it gets autograd's error, not a wrong gradient.
     """
     below = _next_float(low, low - 1.0, x.dtype)
     above = _next_float(high, high + 1.0, x.dtype)

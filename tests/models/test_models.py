@@ -177,3 +177,30 @@ def test_imagenet_stem_divides_resolution_by_four() -> None:
     with torch.no_grad():
         model(torch.zeros(1, 3, 64, 64))
     assert seen == [(1, 64, 16, 16)]
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+def test_activation_before_a_quantized_conv_is_left_out_without_changing_the_network(
+    bits: int,
+) -> None:
+    """act1 of a block only feeds conv2, whose quantizer subsumes it: it becomes the identity,
+    and putting the explicit ReLU/Hardtanh back changes neither outputs nor gradients."""
+    torch.manual_seed(0)
+    fused = create_model("resnet20", bits=bits, num_classes=10, in_channels=3).train()
+    explicit = create_model("resnet20", bits=bits, num_classes=10, in_channels=3).train()
+    explicit.load_state_dict(fused.state_dict())
+    blocks = [m for m in explicit.modules() if hasattr(m, "act1") and hasattr(m, "conv2")]
+    assert blocks and all(isinstance(block.act1, torch.nn.Identity) for block in blocks)
+    for block in blocks:
+        block.act1 = type(block.act2)()  # the ReLU / Hardtanh the block would have had
+    images = torch.randn(16, 3, 32, 32)
+    outputs = [model(images) for model in (fused, explicit)]
+    assert torch.equal(outputs[0], outputs[1])
+    for output in outputs:
+        output.square().sum().backward()
+    for (name, ours), (_, reference) in zip(
+        fused.named_parameters(), explicit.named_parameters(), strict=True
+    ):
+        assert torch.allclose(ours.grad, reference.grad, rtol=1e-5, atol=1e-7), name
+    float_model = create_model("resnet20", bits=32, num_classes=10, in_channels=3)
+    assert isinstance(float_model.layers[0][0].act1, torch.nn.ReLU)  # nothing to subsume it
