@@ -36,7 +36,9 @@ from torch import nn
 from autoprune.config import ModelConfig
 from autoprune.data import DataSplits
 from autoprune.metrics import BITS_PER_MB, measure
-from autoprune.prune import prune_
+from autoprune.prune import CRITERIA, prune_
+from autoprune.prune.groups import RESIDUAL_PREFIX
+from autoprune.search.objective import CALIBRATION_BATCHES, draw_calibration_batches
 from autoprune.search.samplers import create_sampler
 from autoprune.search.space import GroupRange, SearchSpace
 from autoprune.search.study import BASELINE_PATH_ATTR, LAYERWISE_PARENT_ATTR, SearchObserver
@@ -142,6 +144,30 @@ class LayerwiseSearch:
         self.base_params, self.base_bits = base.params, base.size_bits
         # greedy from the last group to the first, as in the paper
         self.order = list(reversed(self.space.groups))
+        # kept channels must list the residual groups too once any may be pruned, or a stored
+        # state could not be rebuilt
+        self.residual = self.space.residual or any(
+            group.name.startswith(RESIDUAL_PREFIX) for group in self.space.groups
+        )
+        # data-driven criteria (taylor) score every candidate on the same seeded batches
+        self.calibration = None
+        if CRITERIA.get(self.criterion).needs_data:
+            self.calibration = draw_calibration_batches(
+                self.data, count=CALIBRATION_BATCHES, batch_size=self.config.batch_size, seed=0
+            )
+
+    def _prune(self, model: nn.Module, ratios: dict[str, float]) -> dict[str, int]:
+        """``prune_`` with this search's criterion, calibration and residual setting; with no
+        ratios it only reads the kept channels."""
+        return prune_(
+            model,
+            ratios,
+            criterion=self.criterion,
+            example_input=self.example,
+            calibration=self.calibration,
+            seed=self.seed,
+            residual=self.residual,
+        )
 
     # -- storage names -------------------------------------------------------------------
     def group_study_name(self, position: int, group: GroupRange) -> str:
@@ -163,10 +189,7 @@ class LayerwiseSearch:
     # -- one evaluation ------------------------------------------------------------------
     def _prune_copy(self, model: nn.Module, group: str, ratio: float) -> tuple[nn.Module, dict]:
         candidate = copy.deepcopy(model)
-        kept = prune_(
-            candidate, {group: ratio}, criterion=self.criterion, example_input=self.example
-        )
-        return candidate, kept
+        return candidate, self._prune(candidate, {group: ratio})
 
     def _evaluate(self, model: nn.Module, group: str, ratio: float) -> dict[str, Any]:
         candidate, kept = self._prune_copy(model, group, ratio)
@@ -275,12 +298,7 @@ class LayerwiseSearch:
         )
 
     def _apply(self, model: nn.Module, decision: GroupDecision, observer: SearchObserver) -> None:
-        prune_(
-            model,
-            {decision.group: decision.ratio},
-            criterion=self.criterion,
-            example_input=self.example,
-        )
+        self._prune(model, {decision.group: decision.ratio})
         if decision.retrained:
             self._retrain(
                 model, self.config.retrain_steps, self.seed + 1000 * decision.position, observer
@@ -330,8 +348,7 @@ class LayerwiseSearch:
                 retrained=ratio >= self.config.retrain_threshold,
             )
             self._apply(model, decision, observer)
-            kept = prune_(model, {}, criterion=self.criterion, example_input=self.example)
-            self._save_state(model, position, kept)
+            self._save_state(model, position, self._prune(model, {}))
             self.parent.set_user_attr(DECISION_ATTR.format(position=position), decision.to_dict())
             decisions.append(decision)
             observer.group_finished(decision)
@@ -342,7 +359,7 @@ class LayerwiseSearch:
     ) -> LayerwiseResult:
         final_path = self._state_path(len(self.order)).with_name("final.pt")
         stored = self.parent.user_attrs.get(RESULT_ATTR)
-        kept = prune_(model, {}, criterion=self.criterion, example_input=self.example)
+        kept = self._prune(model, {})
         if stored is not None and final_path.is_file():
             payload = read_checkpoint(final_path)
             model = build_model(self.model_config, payload["kept_channels"])

@@ -40,6 +40,9 @@ class CandidateResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+CALIBRATION_BATCHES = 4  # batches a data-driven criterion scores on (a few: taylor converges fast)
+
+
 def draw_calibration_batches(
     data: DataSplits, *, count: int, batch_size: int, seed: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -66,7 +69,7 @@ class CandidateEvaluator:
     model_config: ModelConfig
     criterion: str
     finetune_config: FinetuneConfig
-    calibration_batches: int = 4
+    calibration_batches: int = CALIBRATION_BATCHES
     """Training batches (of ``finetune_config.batch_size``) a data-driven criterion scores on;
     drawn once with ``calibration_seed``, so every candidate is scored on the same batches."""
     calibration_seed: int = 0

@@ -178,3 +178,29 @@ def test_changing_the_schedule_is_refused(tmp_path: Path) -> None:
     SearchSession(_request(tmp_path / "s.db"))
     with pytest.raises(ConfigError, match=r"layerwise\.alpha"):
         SearchSession(_request(tmp_path / "s.db", layerwise=LayerwiseConfig(alpha=2.0)))
+
+
+def test_residual_groups_and_a_data_driven_criterion(tmp_path: Path) -> None:
+    """A residual group pruned by the layer-wise method is stored in every state, so the states
+    reload; taylor gets its calibration batches."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "model: tiny_resnet\n"
+        "ratio: {low: 0.0, high: 0.5, step: 0.25}\n"
+        "groups:\n"
+        "  - layers.1.0.conv1\n"
+        '  - {name: "residual:layers.1.0", low: 0.5, high: 0.5}\n'
+    )
+    storage = tmp_path / "s.db"
+    options = dict(search_space=str(space), criterion="taylor")
+    result = SearchSession(_request(storage, **options)).run_layerwise(_Recorder())
+    assert result.kept_channels["residual:layers.1.0"] == 8  # half of 16
+    # the state after the residual group reloads as saved (it did not when its width was lost)
+    session = SearchSession(_request(storage, **options))
+    search_state = _restored_state(session)
+    saved = torch.load(session.layerwise_dir / "after-01.pt", weights_only=True)
+    assert saved["kept_channels"]["residual:layers.1.0"] == 8
+    for key, value in saved["state_dict"].items():
+        torch.testing.assert_close(search_state[key], value)
+    again = session.run_layerwise(_Recorder(stop_after=0))
+    assert again.kept_channels == result.kept_channels
