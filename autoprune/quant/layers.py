@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoprune.quant.base import hardtanh_grad
 from autoprune.quant.quantizers import WEIGHT_QUANTIZERS, Quantizer
 from autoprune.quant.spec import SUPPORTED_BITS, QuantSpec
 
@@ -48,7 +49,7 @@ class _ClampInPlace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         (y,) = ctx.saved_tensors
-        return torch.ops.aten.hardtanh_backward(grad, y, *ctx.bounds), None, None
+        return hardtanh_grad(grad, y, *ctx.bounds), None, None
 
 
 class InplaceHardtanh(nn.Hardtanh):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autoprune.quant import InplaceHardtanh, QuantConv2d, QuantLinear, Sign, XNORWeight
-from autoprune.quant.base import clipped_ste_grad
+from autoprune.quant.base import clipped_ste_grad, hardtanh_grad
 
 
 def test_sign_of_zero_is_plus_one_so_values_are_binary() -> None:
@@ -49,6 +49,18 @@ def test_clipped_ste_grad_is_the_closed_interval_in_every_dtype(dtype: torch.dty
     assert unit.tolist() == [0, 0, 0, 4, 5, 6, 0]
     symmetric = clipped_ste_grad(grad, x, -1.0, 1.0)
     assert symmetric.tolist() == [0, 2, 3, 4, 5, 6, 0]
+
+
+def test_hardtanh_grad_is_laid_out_like_the_saved_tensor() -> None:
+    """A contiguous gradient (from a global average pool) meets a channels-last activation:
+    the result must be channels-last, or the BatchNorm backward after it takes its slow path."""
+    torch.manual_seed(0)
+    saved = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(2, 3, 4, 5)
+    result = hardtanh_grad(grad, saved, -0.5, 0.5)
+    assert result.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(result, grad * ((saved > -0.5) & (saved < 0.5)))
+    assert hardtanh_grad(grad, saved.contiguous(), -0.5, 0.5).is_contiguous()
 
 
 def test_inplace_hardtanh_matches_torch_values_and_gradient() -> None:
