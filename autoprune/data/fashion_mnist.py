@@ -72,9 +72,10 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 
 
 def candidate_dirs(data_dir: Path | None) -> list[Path]:
-    """Directories searched, in order: data_dir, data_dir/fashion-mnist, the Debian package."""
-    dirs = [data_dir, data_dir / SUBDIR] if data_dir is not None else []
-    return [*dirs, DEBIAN_DIR]
+    """Directories searched, in order: data_dir and data_dir/fashion-mnist if one was given
+    (never replaced by another copy: a wrong folder must not go unnoticed), else the Debian
+    package's."""
+    return [data_dir, data_dir / SUBDIR] if data_dir is not None else [DEBIAN_DIR]
 
 
 @register_dataset("fashion-mnist")
@@ -86,11 +87,21 @@ def load_fashion_mnist(data_dir: Path | None = None) -> ImageArrays:
         if all(path is not None for path in paths.values()):
             break
     else:
-        where = ", ".join(str(path) for path in searched)
+        files = ", ".join(f"{stem}.gz" for stem in FILES.values())
+        debian = f"`apt-get install dataset-fashion-mnist` (it installs into {DEBIAN_DIR})"
+        if data_dir is None:
+            raise DatasetNotFoundError(
+                f"fashion-mnist not found in {DEBIAN_DIR}: pass --data-dir with the four IDX "
+                f"files ({files}), or {debian}"
+            )
+        problem = (
+            f"data folder {data_dir} does not exist"
+            if not data_dir.is_dir()
+            else f"fashion-mnist not found in {data_dir} or {data_dir / SUBDIR}"
+        )
         raise DatasetNotFoundError(
-            f"fashion-mnist not found in {where}: pass --data-dir with the four IDX files "
-            f"({', '.join(f'{stem}.gz' for stem in FILES.values())}), "
-            "or `apt-get install dataset-fashion-mnist`"
+            f"{problem}: pass --data-dir pointing at the four IDX files ({files}), or leave "
+            f"it out to use {debian}"
         )
     logger.info("fashion-mnist: reading IDX files from %s", directory)
     arrays = {}

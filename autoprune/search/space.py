@@ -18,11 +18,20 @@ all groups as the model defines them.
 
 Models without a file get one generated from their block-internal channel groups (and their
 residual groups with ``residual=True``).
+
+Files are checked against a fixed schema before anything is searched: only the keys above
+(a typo is named with its closest match), numbers where numbers belong, ratios in [0, 1),
+``low <= high``, ``high - low`` a whole number of ``step``s (Optuna would otherwise silently
+shrink the range), each key once per mapping, and a ``model:`` line, if any, naming the model
+searched.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,10 @@ from autoprune.prune import find_groups
 from autoprune.prune.groups import RESIDUAL_PREFIX
 
 DEFAULT_RATIO = {"low": 0.0, "high": 0.6, "step": 0.05}
+TOP_KEYS = ("model", "ratio", "groups", "residual")
+RATIO_KEYS = ("low", "high", "step")
+GROUP_KEYS = ("name", *RATIO_KEYS)
+_EXAMPLE_RATIO = "{low: 0.0, high: 0.6, step: 0.05}"
 
 
 @dataclass(frozen=True)
@@ -101,52 +114,166 @@ class SearchSpace:
         available = {group.name for group in find_groups(model, example_input, residual=True)}
         unknown = [name for name in self.names if name not in available]
         if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(available), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(
                 f"search space for {self.model} names groups the model does not have "
-                f"({', '.join(unknown[:3])}): prunable groups are {', '.join(sorted(available))}"
+                f"({', '.join(unknown[:3])}){hint}: prunable groups are "
+                f"{', '.join(sorted(available))}"
             )
 
 
-def _group_range(entry: Any, defaults: dict[str, float], source: str) -> GroupRange:
+def _unknown_key(key: Any, allowed: tuple[str, ...], where: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(
+        f"{source}: unknown key '{key}'{where}{hint}: the keys allowed{where} are "
+        f"{', '.join(allowed)}"
+    )
+
+
+def _number(value: Any, key: str, source: str) -> float:
+    # PyYAML reads 5e-2 (no dot) as a string: numeric strings are accepted as numbers
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise ConfigError(f"{source}: {key} must be a finite number such as 0.5, got {value!r}")
+
+
+_NICE_STEPS = tuple(Decimal(v) for v in ("0.1", "0.05", "0.025", "0.02", "0.01", "0.005"))
+
+
+def _check_range(values: dict[str, Any], where: str, source: str) -> tuple[float, float, float]:
+    """``(low, high, step)`` of a merged ratio mapping, each bound checked; ``where`` names
+    the mapping ("ratio", "group NAME") in messages."""
+    low, high, step = (_number(values[key], f"{where}: {key}", source) for key in RATIO_KEYS)
+    for key, value in (("low", low), ("high", high)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(
+                f"{source}: {where}: {key} must lie in [0, 1), got {value:g}: ratios are "
+                f"fractions of channels removed, 0 <= low <= high < 1, e.g. {key}: "
+                f"{DEFAULT_RATIO[key]}"
+            )
+    if low > high:
+        raise ConfigError(f"{source}: {where}: low {low:g} is above high {high:g}: swap them")
+    if step <= 0:
+        raise ConfigError(f"{source}: {where}: step must be > 0, got {step:g}: e.g. step: 0.05")
+    # The test Optuna applies (decimal, as written): a range that is not a whole number of
+    # steps would be shrunk with only a warning, down to ratio `low` alone if step > high - low.
+    d_low, d_step = Decimal(str(low)), Decimal(str(step))
+    span = Decimal(str(high)) - d_low
+    if span % d_step != 0:
+        nice = next((n for n in _NICE_STEPS if n <= d_step and span % n == 0), None)
+        steps = int(span // d_step)
+        fixes = [f"high: {float(d_low + steps * d_step):g}"] if steps >= 1 else []
+        fixes += [f"step: {nice if nice is not None else span}"]
+        raise ConfigError(
+            f"{source}: {where}: step {step:g} does not fit the range [{low:g}, {high:g}]: "
+            f"high - low must be a whole number of steps, e.g. {' or '.join(fixes)}"
+        )
+    return low, high, step
+
+
+def _group_range(entry: Any, defaults: dict[str, Any], source: str) -> GroupRange:
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, dict) or "name" not in entry:
-        raise ConfigError(f"{source}: each group must be a name or a mapping with 'name'")
-    values = {**defaults, **{k: v for k, v in entry.items() if k != "name"}}
-    try:
-        low, high, step = float(values["low"]), float(values["high"]), float(values["step"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: group {entry['name']} needs numeric low/high/step") from error
-    if not (0.0 <= low <= high < 1.0) or step <= 0:
         raise ConfigError(
-            f"{source}: group {entry['name']} needs 0 <= low <= high < 1 and step > 0, "
-            f"got low={low}, high={high}, step={step}"
+            f"{source}: each group must be a name or a mapping with 'name', got {entry!r}: "
+            "e.g. - layers.0.0.conv1 or - {name: layers.0.0.conv1, high: 0.5}"
         )
-    return GroupRange(str(entry["name"]), low, high, step)
+    name = entry["name"]
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"{source}: group name {name!r} must be a layer name such as layers.0.0.conv1 "
+            "(quote it if YAML reads it as something else)"
+        )
+    for key in entry:
+        if key not in GROUP_KEYS:
+            raise _unknown_key(key, GROUP_KEYS, f" in group {name}", source)
+    values = {**defaults, **{k: v for k, v in entry.items() if k != "name"}}
+    return GroupRange(name, *_check_range(values, f"group {name}", source))
 
 
-def parse_search_space(text: str, source: str = "search space") -> SearchSpace:
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if key_node.value in seen:
+                raise _DuplicateKey(
+                    problem=f"key '{key_node.value}' appears twice",
+                    problem_mark=key_node.start_mark,
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: builds plain data only
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
+        if isinstance(error, _DuplicateKey):
+            raise ConfigError(f"{source}: {error.problem}{line}: keep one of them") from error
         raise ConfigError(f"{source} is not valid YAML{line}: fix the file's syntax") from error
+
+
+def parse_search_space(text: str, source: str = "search space") -> SearchSpace:
+    """The space a YAML text describes, checked against the schema of the module docstring;
+    any deviation is a ``ConfigError`` naming the key and the fix."""
+    data = _load_yaml(text, source)
+    shape = "a mapping with 'model' and a non-empty 'groups' list"
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} must be a mapping with 'model' and a non-empty 'groups' list")
+        raise ConfigError(f"{source} must be {shape}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _unknown_key(key, TOP_KEYS, "", source)
+    model = data.get("model", "")
+    if not isinstance(model, str):
+        raise ConfigError(f"{source}: model must be a model name such as resnet20, got {model!r}")
     residual = data.get("residual", False)
     if not isinstance(residual, bool):
         raise ConfigError(f"{source}: 'residual' must be true or false, got {residual!r}")
     groups_data = data.get("groups", [] if residual else None)
-    if not isinstance(groups_data, list) or not (groups_data or residual):
-        raise ConfigError(f"{source} must be a mapping with 'model' and a non-empty 'groups' list")
-    defaults = {**DEFAULT_RATIO, **(data.get("ratio") or {})}
+    if groups_data is not None and not isinstance(groups_data, list):
+        raise ConfigError(
+            f"{source}: groups must be a list of group names, one '- name' line each, "
+            f"got {groups_data!r}"
+        )
+    if not (groups_data or residual):
+        raise ConfigError(f"{source} must be {shape} (it may be empty with residual: true)")
+    ratio = data.get("ratio") or {}
+    if not isinstance(ratio, dict):
+        raise ConfigError(
+            f"{source}: ratio must be a mapping such as {_EXAMPLE_RATIO}, got {ratio!r}"
+        )
+    for key in ratio:
+        if key not in RATIO_KEYS:
+            raise _unknown_key(key, RATIO_KEYS, " in ratio", source)
+    defaults = {**DEFAULT_RATIO, **ratio}
+    # checked even when every group overrides it: residual groups added later use it
+    low, high, step = _check_range(defaults, "ratio", source)
+    defaults = {"low": low, "high": high, "step": step}
     groups = tuple(_group_range(entry, defaults, source) for entry in groups_data)
     names = [group.name for group in groups]
     if len(set(names)) != len(names):
         twice = sorted({name for name in names if names.count(name) > 1})
         raise ConfigError(f"{source} lists group {twice[0]} twice: keep one entry per group")
-    return SearchSpace(str(data.get("model", "")), groups, residual, defaults)
+    return SearchSpace(model, groups, residual, defaults)
 
 
 def bundled_search_space_file(model_name: str) -> Path | None:
@@ -184,6 +311,11 @@ def load_search_space(
     if not source.is_file():
         raise ConfigError(f"search space file {source} not found: check the --search-space path")
     space = parse_search_space(source.read_text(), str(source))
+    if space.model and space.model.lower() != model_name.lower():
+        raise ConfigError(
+            f"{source} is a search space for model {space.model}, not {model_name}: pass a "
+            f"search space written for {model_name}, or change the file's model: line"
+        )
     if space.residual or residual:
         space = space.with_residual_groups(model, example_input)
         if not space.groups:

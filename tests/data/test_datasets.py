@@ -104,6 +104,20 @@ def test_fashion_mnist_debian_fallback(tmp_path: Path, monkeypatch: pytest.Monke
     assert load_dataset("fashion-mnist", val_fraction=0.0).train_x.shape[0] == 40
 
 
+@pytest.mark.parametrize("given", ["missing", "empty"])
+def test_a_given_data_dir_is_never_replaced_by_debian(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    make_fashion(tmp_path / "debian")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("fashion-mnist", data_dir=tmp_path / given)
+    message = str(info.value)
+    assert str(tmp_path / given) in message and "\n" not in message
+    assert ("does not exist" in message) == (given == "missing")
+
+
 @pytest.mark.parametrize(
     "damage",
     [
