@@ -457,9 +457,10 @@ class ImageFolderSource(StreamingSource):
     def candidates(self, data_dir: Path | None) -> list[Path]:
         if self.env is None:
             return [data_dir] if data_dir is not None else []
-        found = [data_dir, data_dir / self.name] if data_dir is not None else []
+        if data_dir is not None:  # a folder the caller gave is never replaced by the env's
+            return [data_dir, data_dir / self.name]
         value = os.environ.get(self.env)
-        return [*found, Path(value).expanduser()] if value else found
+        return [Path(value).expanduser()] if value else []
 
     def locate(self, data_dir: Path | None) -> Path:
         searched = self.candidates(data_dir)
@@ -481,8 +482,9 @@ class ImageFolderSource(StreamingSource):
         if len(searched) == 1:
             return searched[0]
         raise DatasetNotFoundError(
-            f"{self.name} not found in {', '.join(map(str, searched))}: pass --data-dir or "
-            f"set {self.env} to a folder with train/<class>/ and val/<class>/ images"
+            f"{self.name} not found in {', '.join(map(str, searched))}: pass --data-dir "
+            "pointing at a folder with train/<class>/ and val/<class>/ images, or leave it out "
+            f"to use {self.env}"
         )
 
     def open(self, data_dir: Path | None, options: LoadOptions) -> ImageFolderData:

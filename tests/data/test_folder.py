@@ -178,6 +178,15 @@ def test_imagenet_roots_and_default_size(tmp_path: Path, monkeypatch: pytest.Mon
     assert (data.num_classes, data.image_size, data.num_examples("test")) == (3, 16, 3)
 
 
+def test_a_given_imagenet_dir_is_never_replaced_by_the_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    solid_folder(tmp_path / "imagenet", {"train": 2, "val": 1})
+    monkeypatch.setenv("AUTOPRUNE_IMAGENET_DIR", str(tmp_path / "imagenet"))
+    with pytest.raises(DatasetNotFoundError, match="elsewhere"):
+        load_dataset("imagenet", data_dir=tmp_path / "elsewhere")
+
+
 # --- transforms ----------------------------------------------------------------------------
 
 
