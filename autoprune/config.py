@@ -8,15 +8,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from autoprune.errors import ConfigError
 from autoprune.quant import QuantSpec
 
 if TYPE_CHECKING:
     from autoprune.data import DataSplits
 
 C = TypeVar("C", bound="_Plain")
+
+SEED_LIMIT = 2**32  # NumPy (Optuna's samplers) accepts seeds in [0, 2**32)
+
+
+def require_number(
+    what: str,
+    value: Any,
+    *,
+    low: float,
+    strict: bool = False,
+    below: float | None = None,
+    integer: bool = False,
+) -> None:
+    """Raise ``ConfigError`` unless ``value`` is a finite number ``>= low`` (``> low`` if
+    ``strict``), ``< below`` if given, and an integer if ``integer``; ``what`` names it in
+    the message, e.g. "finetune lr must be a finite number > 0, got nan"."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_number = is_int or isinstance(value, float)
+    ok = (is_int if integer else is_number) and math.isfinite(value)
+    ok = ok and (value > low if strict else value >= low)
+    ok = ok and (below is None or value < below)
+    if not ok:
+        # "an integer" only where the value is not one: "epochs must be >= 1, got 0"
+        kind = "a finite number " if not integer else "" if is_int else "an integer "
+        bound = (
+            f"in [{low:g}, {below:.10g})"
+            if below is not None
+            else f"{'>' if strict else '>='} {low:g}"
+        )
+        raise ConfigError(f"{what} must be {kind}{bound}, got {value!r}")
 
 
 class _Plain:
@@ -80,6 +112,12 @@ class DataConfig(_Plain):
     # used as `imagefolder` must not share a cached baseline or a study
     content: str | None = None
 
+    def __post_init__(self) -> None:
+        require_number("data val_fraction", self.val_fraction, low=0.0, below=1.0)
+        require_number("data seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
+        if self.max_train is not None:
+            require_number("data max_train", self.max_train, low=1, integer=True)
+
     @classmethod
     def of(cls, data: Any, name: str, **fields: Any) -> DataConfig:
         """The config of loaded ``data``, with its content digest where it has one."""
@@ -126,6 +164,15 @@ class TrainConfig(_Plain):
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     amp: str = "auto"
+
+    def __post_init__(self) -> None:
+        # before any data is loaded or a model built: a NaN or negative rate fails at once
+        require_number("train epochs", self.epochs, low=1, integer=True)
+        require_number("train batch_size", self.batch_size, low=1, integer=True)
+        require_number("train lr", self.lr, low=0.0, strict=True)
+        require_number("train weight_decay", self.weight_decay, low=0.0)
+        require_number("train seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
+        require_number("train warmup_epochs", self.warmup_epochs, low=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

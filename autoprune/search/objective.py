@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from autoprune.config import ModelConfig
+from autoprune.config import ModelConfig, require_number
 from autoprune.data import DataSplits
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA, prune_
@@ -23,6 +23,11 @@ class FinetuneConfig:
     steps: int = 40
     lr: float = 1e-3
     batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        require_number("finetune steps", self.steps, low=0, integer=True)
+        require_number("finetune lr", self.lr, low=0.0, strict=True)
+        require_number("finetune batch_size", self.batch_size, low=1, integer=True)
 
     def to_dict(self) -> dict[str, float]:
         return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size}
