@@ -169,7 +169,8 @@ class TrainConfig(_Plain):
         # before any data is loaded or a model built: a NaN or negative rate fails at once
         require_number("train epochs", self.epochs, low=1, integer=True)
         require_number("train batch_size", self.batch_size, low=1, integer=True)
-        require_number("train lr", self.lr, low=0.0, strict=True)
+        # lr 0 is allowed: it keeps a --pretrained start's weights (e.g. to evaluate them)
+        require_number("train lr", self.lr, low=0.0)
         require_number("train weight_decay", self.weight_decay, low=0.0)
         require_number("train seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
         require_number("train warmup_epochs", self.warmup_epochs, low=0.0)
