@@ -4,7 +4,13 @@
 (``autoprune.models.external``); ``load_pretrained_`` starts a model from saved weights.
 """
 
-from autoprune.models import resnet, resnet_imagenet, tiny, vgg  # noqa: F401  (registration)
+from autoprune.models import (  # noqa: F401  (registration)
+    mobilenet,
+    resnet,
+    resnet_imagenet,
+    tiny,
+    vgg,
+)
 from autoprune.models.external import create_external_model, load_factory
 from autoprune.models.pretrained import load_pretrained_, read_state_dict
 from autoprune.models.registry import MODELS, create_model, register_model

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from autoprune.errors import ConfigError
 from autoprune.prune.criteria import CRITERIA, ScoringContext
-from autoprune.prune.criteria.base import Batch
+from autoprune.prune.criteria.base import Batch, ScoredGroup
 from autoprune.prune.groups import (
     ChannelGroup,
     build_dependency_graph,
     find_groups,
+    output_channels,
+    refused_groups,
     remove_channels_,
 )
 
@@ -33,10 +36,31 @@ def kept_count(num_channels: int, ratio: float) -> int:
     return num_channels - min(round(ratio * num_channels), num_channels - 1)
 
 
+def score_groups(
+    groups: Sequence[ChannelGroup], criterion: str, context: ScoringContext
+) -> dict[str, ScoredGroup]:
+    """Each group's scores and the criterion that produced them (``criterion`` or one down
+    its fallback chain, see ``autoprune.prune.criteria.base``), by group name."""
+    ranker = CRITERIA.get(criterion)
+    return {group.name: ranker.rank(group, context) for group in groups}
+
+
 def _groups_by_name(
-    model: nn.Module, example_input: torch.Tensor, graph
+    model: nn.Module, example_input: torch.Tensor, graph, wanted: Iterable[str]
 ) -> dict[str, ChannelGroup]:
-    return {g.name: g for g in find_groups(model, example_input, graph, residual=True)}
+    """Every group by name; ``KeyError`` for unknown ``wanted`` names, ``ConfigError`` naming
+    the layer for channels that exist but cannot be pruned (see ``refused_groups``)."""
+    groups = {g.name: g for g in find_groups(model, example_input, graph, residual=True)}
+    unknown = sorted(set(wanted) - set(groups))
+    if unknown:
+        refused = refused_groups(model, example_input, graph)
+        for name in unknown:
+            if name in refused:
+                raise ConfigError(
+                    f"channels of {name} cannot be pruned: {refused[name]}; leave {name} out"
+                )
+        raise KeyError(f"no prunable channel group named {', '.join(unknown)}")
+    return groups
 
 
 def prune_(
@@ -62,12 +86,9 @@ def prune_(
     named in ``ratios`` (all of them with ``residual=True``), which is what ``shrink_to_``
     needs to rebuild the architecture. ``prune_(model, {}, ...)`` just reads them.
     """
-    score = CRITERIA.get(criterion)
+    CRITERIA.get(criterion)  # an unknown name fails before the model is traced
     graph = build_dependency_graph(model, example_input)
-    groups = _groups_by_name(model, example_input, graph)
-    unknown = sorted(set(ratios) - set(groups))
-    if unknown:
-        raise KeyError(f"no prunable channel group named {', '.join(unknown)}")
+    groups = _groups_by_name(model, example_input, graph, ratios)
     for name, ratio in ratios.items():
         if not 0.0 <= ratio < 1.0 or math.isnan(ratio):
             raise ValueError(f"ratio of {name} must be in [0, 1), got {ratio}")
@@ -82,14 +103,12 @@ def prune_(
         seed=seed,
         groups=[groups[name] for name in scored],
     )
-    plan = {
-        name: channels_to_remove(score(groups[name], context), ratio)
-        for name, ratio in scored.items()
-    }
+    ranked = score_groups(context.groups, criterion, context)
+    plan = {name: channels_to_remove(ranked[name].scores, ratio) for name, ratio in scored.items()}
     for name, channels in plan.items():
         remove_channels_(graph, groups[name], channels)
     return {
-        name: group.producer.out_channels
+        name: output_channels(group.producer)
         for name, group in groups.items()
         if not group.residual or residual or name in ratios
     }
@@ -104,10 +123,8 @@ def shrink_to_(
     go does not matter, the state dict overwrites them all. Residual groups included.
     """
     graph = build_dependency_graph(model, example_input)
-    groups = _groups_by_name(model, example_input, graph)
+    groups = _groups_by_name(model, example_input, graph, kept_channels)
     for name, kept in kept_channels.items():
-        if name not in groups:
-            raise KeyError(f"no prunable channel group named {name}")
         total = groups[name].num_channels
         if not 1 <= kept <= total:
             raise ValueError(f"group {name} has {total} channels, cannot keep {kept}")

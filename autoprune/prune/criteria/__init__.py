@@ -3,13 +3,16 @@
 A new criterion is one file in this package that decorates ``score(group, context)`` with
 ``register_criterion("name")``, plus its import line below. Registered: ``angle``,
 ``distance``, ``angle-next``, ``distance-next`` (quantization_error.py, the paper's),
-``l1``, ``taylor`` (needs calibration batches) and ``random``.
+``l1``, ``taylor`` (needs calibration batches) and ``random``. A criterion that cannot tell a
+group's channels apart hands it to its ``fallback`` (see ``base``).
 """
 
 from autoprune.prune.criteria import l1, quantization_error, random_order, taylor  # noqa: F401
 from autoprune.prune.criteria.base import (
     CRITERIA,
     Criterion,
+    Indistinct,
+    ScoredGroup,
     ScoringContext,
     combine_producers,
     register_criterion,
@@ -19,6 +22,8 @@ from autoprune.prune.criteria.quantization_error import kernel_angles, kernel_di
 __all__ = [
     "CRITERIA",
     "Criterion",
+    "Indistinct",
+    "ScoredGroup",
     "ScoringContext",
     "combine_producers",
     "kernel_angles",

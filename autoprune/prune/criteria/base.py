@@ -8,10 +8,18 @@ the whole model, a few calibration batches and a seed.
 Residual groups have several producer convs. Every criterion returns one score per channel of
 the whole coupled set, so channel ``c`` means the same channel in every producer; criteria
 that score one producer at a time combine them with ``combine_producers``.
+
+Fallbacks: a criterion that cannot tell a group's channels apart (its score function raises
+``Indistinct``, e.g. the angle of 1x1 kernels is always 0, or all its scores are equal within
+``TIE_TOLERANCE``) hands the group to its ``fallback`` criterion, and so on down the chain
+(``angle-next`` -> ``angle`` -> ``l1``; ``taylor`` -> ``l1``), with one logged warning per
+criterion and reason. ``Criterion.rank`` returns the scores with the criterion that actually
+produced them (``ScoredGroup.scored_by``), so nothing is silently pruned by index.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +30,8 @@ from torch import nn
 from autoprune.errors import ConfigError
 from autoprune.prune.groups import ChannelGroup
 from autoprune.registry import Registry
+
+logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 ScoreFunction = Callable[[ChannelGroup, "ScoringContext"], torch.Tensor]
@@ -45,34 +55,111 @@ class ScoringContext:
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+TIE_TOLERANCE = 1e-6
+"""Scores whose spread is at most this fraction of their largest magnitude are all equal."""
+
+
+class Indistinct(Exception):
+    """Raised by a score function that cannot tell this group's channels apart; the message
+    is the reason, without group names (warnings are issued once per criterion and reason)."""
+
+
+@dataclass(frozen=True)
+class ScoredGroup:
+    """Scores of one group and the criterion that produced them."""
+
+    scores: torch.Tensor
+    scored_by: str
+    fallback_reason: str | None = None
+    """Why the requested criterion handed the group on (None when it scored it itself)."""
+
+
+def tie_reason(scores: torch.Tensor) -> str | None:
+    """``"all scores are equal"`` when ``scores`` cannot order the channels, else None."""
+    if scores.numel() < 2:
+        return None
+    values = scores.detach().double()
+    spread = (values.max() - values.min()).item()
+    return "all scores are equal" if spread <= TIE_TOLERANCE * values.abs().max().item() else None
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(criterion: str, reason: str, replacement: str | None, group: str) -> None:
+    if (criterion, reason) in _warned:
+        return
+    _warned.add((criterion, reason))
+    outcome = (
+        f"scored by {replacement} instead"
+        if replacement
+        else "their order is arbitrary (lowest indices pruned first)"
+    )
+    logger.warning(
+        "criterion %s cannot tell the channels of some groups apart (%s): %s "
+        "(first such group: %s)",
+        criterion,
+        reason,
+        outcome,
+        group,
+    )
+
+
 @dataclass(frozen=True)
 class Criterion:
-    """A registered criterion: ``criterion(group, context)`` -> importance per channel."""
+    """A registered criterion: ``criterion(group, context)`` -> importance per channel.
+
+    ``fallback`` names the criterion that scores the groups this one cannot tell apart.
+    """
 
     name: str
     score: ScoreFunction
     needs_data: bool = False
+    fallback: str | None = None
 
-    def __call__(self, group: ChannelGroup, context: ScoringContext | None = None) -> torch.Tensor:
+    def rank(self, group: ChannelGroup, context: ScoringContext | None = None) -> ScoredGroup:
+        """Scores of ``group`` from this criterion, or from the first criterion down its
+        fallback chain that tells the channels apart (the last one's scores if none does)."""
         context = context if context is not None else ScoringContext()
         if self.needs_data and (context.model is None or not context.batches):
             raise ConfigError(
                 f"criterion {self.name!r} needs calibration data: pass calibration=<a few "
                 "training batches> to prune_, or choose a data-free criterion such as angle-next"
             )
-        return self.score(group, context)
+        criterion: Criterion = self
+        first_reason: str | None = None
+        while True:
+            try:
+                scores: torch.Tensor | None = criterion.score(group, context)
+                reason = tie_reason(scores)
+            except Indistinct as signal:
+                scores, reason = None, str(signal)
+            if reason is None or (criterion.fallback is None and scores is not None):
+                if reason is not None:
+                    _warn_once(criterion.name, reason, None, group.name)
+                return ScoredGroup(scores, criterion.name, first_reason)
+            if criterion.fallback is None:
+                raise RuntimeError(f"criterion {criterion.name} has no fallback for {reason}")
+            _warn_once(criterion.name, reason, criterion.fallback, group.name)
+            first_reason = first_reason or reason
+            criterion = CRITERIA.get(criterion.fallback)
+
+    def __call__(self, group: ChannelGroup, context: ScoringContext | None = None) -> torch.Tensor:
+        """``rank(group, context).scores``."""
+        return self.rank(group, context).scores
 
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
 def register_criterion(
-    name: str, *, needs_data: bool = False
+    name: str, *, needs_data: bool = False, fallback: str | None = None
 ) -> Callable[[ScoreFunction], ScoreFunction]:
-    """Decorator: register ``score(group, context)`` as criterion ``name``."""
+    """Decorator: register ``score(group, context)`` as criterion ``name``; ``fallback``
+    scores the groups it cannot tell apart (a criterion without one must always score)."""
 
     def decorator(score: ScoreFunction) -> ScoreFunction:
-        CRITERIA.register(name)(Criterion(name, score, needs_data))
+        CRITERIA.register(name)(Criterion(name, score, needs_data, fallback))
         return score
 
     return decorator

@@ -2,7 +2,10 @@
 
 Importance of channel ``c`` of a conv = ``sum |W[c, :, :, :]|``; smallest pruned first. In a
 residual group, each producer's norms are combined with ``combine_producers`` (divided by the
-producer's mean norm, then averaged over producers).
+producer's mean norm, then averaged over producers). Depthwise convs filtering the channels
+are not counted: their filters are too small to rank a channel by. ``l1`` is the end of the
+fallback chains: it always scores (equal norms leave the order to the indices, with a
+warning).
 """
 
 from __future__ import annotations

@@ -6,13 +6,15 @@ running statistics and nothing in the model changes) and ``g = dL_b/dW`` the gra
 respect to the latent full-precision weights (through the quantizers' straight-through
 estimators), channel ``c`` of a group gets
 
-    t_b[c] = sum_{p in producers} sum_{k in filter c of p} W_p[k] * g_p[k]
+    t_b[c] = sum_{p in producers and depthwise convs} sum_{k in filter c of p} W_p[k] * g_p[k]
     importance[c] = mean_b t_b[c]^2
 
 i.e. the squared first-order estimate of the loss change when the channel's weights (in every
 producer conv of a residual group at once) are set to zero, averaged over the batches
-(the squared group variant of Molchanov et al., 2019; Yu et al. use ``|w * dL/dw|``). A channel
-whose output no layer reads, or whose weights are zero, scores 0 and goes first. Eval mode
+(the squared group variant of Molchanov et al., 2019; Yu et al. use ``|w * dL/dw|``); the
+depthwise convs filtering the channel lose their filter ``c`` with it, so it counts too. A
+channel whose output no layer reads, or whose weights are zero, scores 0 and goes first; a
+group whose channels all score equal (e.g. all 0) is scored by ``l1`` instead. Eval mode
 matters: with batch statistics BatchNorm would make the loss invariant to a filter's scale and
 every ``t_b`` would be 0.
 """
@@ -32,12 +34,12 @@ _CACHE_KEY = "taylor_terms"
 def _conv_terms(context: ScoringContext) -> dict[nn.Module, torch.Tensor]:
     model = context.model
     assert model is not None  # Criterion.__call__ checked it
-    wanted = {producer for group in context.groups for producer in group.producers}
+    wanted = {layer for group in context.groups for layer in _scored_layers(group)}
     # only the producers to be scored: autograd then skips every other weight's gradient
     convs = [
         module
         for module in model.modules()
-        if isinstance(module, nn.Conv2d) and (not wanted or module in wanted)
+        if isinstance(module, nn.Conv2d | nn.Linear) and (not wanted or module in wanted)
     ]
     weights = [conv.weight for conv in convs]
     was_training = model.training
@@ -63,13 +65,19 @@ def _conv_terms(context: ScoringContext) -> dict[nn.Module, torch.Tensor]:
     return {conv: torch.stack(per_batch) for conv, per_batch in zip(convs, terms, strict=True)}
 
 
-@register_criterion("taylor", needs_data=True)
+@register_criterion("taylor", needs_data=True, fallback="l1")
 def taylor_importance(group: ChannelGroup, context: ScoringContext) -> torch.Tensor:
     terms = context.cache.get(_CACHE_KEY, {})
-    if any(producer not in terms for producer in group.producers):
+    if any(layer not in terms for layer in _scored_layers(group)):
         # one forward/backward pass serves every group of the context
         context.cache[_CACHE_KEY] = terms = _conv_terms(context)
     # float64: in an untrained deep network (BatchNorm statistics not yet fitted) the terms
     # can reach 1e27, whose square overflows float32 and would tie every channel at inf
-    per_batch = torch.stack([terms[producer] for producer in group.producers]).sum(dim=0)
-    return per_batch.double().pow(2).mean(dim=0)
+    per_layer = [terms[producer] for producer in group.producers]
+    per_layer += [terms[dw][:, group.reader_indices(dw)[:, 0]] for dw in group.depthwise]
+    return torch.stack(per_layer).sum(dim=0).double().pow(2).mean(dim=0)
+
+
+def _scored_layers(group: ChannelGroup) -> list[nn.Module]:
+    """The layers whose filters of the group's channels go with them: producers, depthwise."""
+    return [*group.producers, *group.depthwise]
