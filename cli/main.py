@@ -47,6 +47,7 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
+from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
 from autoprune_cli.render import (
     LayerwiseObserver,
@@ -197,6 +198,13 @@ def search(
     ] = None,
     device: DeviceOpt = "auto",
     seed: int = 0,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Stop cleanly after this wall-clock time (e.g. 90m, 2h, 1h30m, 3600): the "
+            "running trial is re-queued for the next run.",
+        ),
+    ] = None,
     max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
     method: Annotated[
         str,
@@ -218,7 +226,12 @@ def search(
         int, typer.Option(min=0, help="layerwise: fine-tuning steps after the last group.")
     ] = 400,
 ) -> None:
-    """Search per-group pruning ratios; rerunning the same command resumes the study."""
+    """Search per-group pruning ratios; rerunning the same command resumes the study.
+
+    Start the same command N times (processes, GPUs with --device cuda:K, or machines sharing
+    --storage) to run N workers on one study. SIGINT/SIGTERM stop it cleanly.
+    """
+    control = StopControl(parse_duration(timeout) if timeout is not None else None)
     request = SearchRequest(
         model=model,
         bits=bits,
@@ -253,41 +266,32 @@ def search(
             batch_size=batch_size,
         ),
     )
+    session: SearchSession | None = None
     try:
-        with progress_bar(console) as progress:
-            task = progress.add_task("baseline training", total=None, visible=False)
-
-            def on_step(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total, visible=True)
-
-            session = SearchSession(request, baseline_progress=on_step)
-            progress.update(task, visible=False)
-        source = request.checkpoint or (
-            f"cached baseline {session.baseline_path}"
-            if session.baseline_reused
-            else f"trained baseline, cached at {session.baseline_path}"
-        )
-        console.print(
-            f"study [bold]{session.study_name}[/] in {request.storage} "
-            f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups; "
-            f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
-            f"({source}); device {session.device}"
-        )
-        if method == "layerwise":
-            _run_layerwise(session)
-            return
-        done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
-        with progress_bar(console) as progress:
-            observer = RichSearchObserver(
-                progress,
-                total_trials=trials,
-                done_trials=min(done, trials),
-                quantized_size_bits=session.reference.quantized_size_bits,
-            )
-            session.run(observer)
+        with stop_on_signals(control):
+            session = _open_search(request)
+            if method == "layerwise":
+                _run_layerwise(session)
+                return
+            done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
+            with progress_bar(console) as progress:
+                observer = RichSearchObserver(
+                    progress,
+                    total_trials=trials,
+                    done_trials=min(done, trials),
+                    quantized_size_bits=session.reference.quantized_size_bits,
+                )
+                session.run(observer, control=control)
     except KeyboardInterrupt:
-        errors.print("interrupted: every complete trial is saved; rerun the same command to resume")
-        raise typer.Exit(130) from None
+        # the run loop logs nothing (Optuna's optimize logged a traceback per failed trial)
+        saved = (
+            "every finished evaluation and group is saved"
+            if method == "layerwise"
+            else "every complete trial is saved and the running one re-queued"
+        )
+        _stopped(control, timeout, saved)  # exits, except at the --timeout limit
+        if session is None or method == "layerwise":
+            return
     frame = trials_frame(session.study)
     console.print(pareto_table(frame, f"Pareto front of {session.study_name}"))
     console.print(
@@ -296,18 +300,45 @@ def search(
     )
 
 
+def _stopped(control: StopControl, timeout: str | None, saved: str) -> None:
+    """One line for a stop; exit 130 (SIGINT), 143 (SIGTERM), or return after --timeout."""
+    reason = control.reason or "interrupt"
+    if reason == "timeout":
+        errors.print(f"time limit {timeout} reached: {saved}; rerun the same command to continue")
+        return
+    what = "terminated (SIGTERM)" if reason == "terminate" else "interrupted"
+    errors.print(f"{what}: {saved}; rerun the same command to resume")
+    raise typer.Exit(143 if reason == "terminate" else 130)
+
+
+def _open_search(request: SearchRequest) -> SearchSession:
+    with progress_bar(console) as progress:
+        task = progress.add_task("baseline training", total=None, visible=False)
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, visible=True)
+
+        session = SearchSession(request, baseline_progress=on_step)
+        progress.update(task, visible=False)
+    source = request.checkpoint or (
+        f"cached baseline {session.baseline_path}"
+        if session.baseline_reused
+        else f"trained baseline, cached at {session.baseline_path}"
+    )
+    console.print(
+        f"study [bold]{session.study_name}[/] in {request.storage} "
+        f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups; "
+        f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
+        f"({source}); device {session.device}"
+    )
+    return session
+
+
 def _run_layerwise(session: SearchSession) -> None:
-    try:
-        with progress_bar(console) as progress:
-            result = session.run_layerwise(
-                LayerwiseObserver(progress, groups=len(session.space.groups))
-            )
-    except KeyboardInterrupt:
-        errors.print(
-            "interrupted: every finished evaluation and group is saved; "
-            "rerun the same command to resume"
+    with progress_bar(console) as progress:
+        result = session.run_layerwise(
+            LayerwiseObserver(progress, groups=len(session.space.groups))
         )
-        raise typer.Exit(130) from None
     console.print(layerwise_table(result, f"Layer-wise decisions of {session.study_name}"))
     console.print(
         f"result: val acc {100 * result.val_accuracy:.2f} %, test acc "

@@ -6,8 +6,11 @@ training), loads the search space, opens or resumes the study; ``run()`` adds tr
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,19 +26,19 @@ from autoprune.prune import CRITERIA
 from autoprune.quant import QuantSpec, parse_edge_bits
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
-from autoprune.search.samplers import create_sampler
+from autoprune.search.samplers import DistinctSampler
 from autoprune.search.space import load_search_space
-from autoprune.search.storage import DEFAULT_STORAGE, open_storage
+from autoprune.search.storage import DEFAULT_STORAGE, open_storage, storage_liveness
 from autoprune.search.study import (
     BASELINE_PATH_ATTR,
     REFERENCE_ATTR,
     Reference,
     SearchObserver,
     enqueue_reference_trials,
-    make_objective,
+    make_evaluation,
     open_study,
-    run_trials,
 )
+from autoprune.search.worker import StopControl, Worker, fail_dead_trials
 from autoprune.train import (
     Progress,
     build_model,
@@ -44,6 +47,7 @@ from autoprune.train import (
     read_checkpoint,
 )
 from autoprune.train.checkpoint import load_state_strictly
+from autoprune.train.baseline import baseline_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,18 @@ class SearchRequest:
             binary_weights=self.binary_weights,
             edge_bits=self.edge_bits,
         )
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created); waits for the holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _file_digest(path: Path) -> str:
@@ -166,11 +182,11 @@ class SearchSession:
             config.update(method="layerwise", layerwise=request.layerwise.to_dict())
         CRITERIA.get(request.criterion)  # fail fast on an unknown criterion
         self.study, self.created = open_study(self.storage, self.study_name, config=config)
-        # Offset the sampler's seed by the trials already there: a resumed run, or a worker
-        # joining others, must not replay the random start-up points of the first run.
-        self.study.sampler = create_sampler(
+        # Seeded per trial (seed + trial number): a resumed run, or a worker joining others,
+        # draws new start-up points, and never one another trial holds.
+        self.study.sampler = DistinctSampler(
             request.sampler,
-            seed=request.seed + len(self.study.trials),
+            seed=request.seed,
             n_startup_trials=len(self.space.groups) // 2 + 6,
         )  # the layer-wise method makes one sampler per group instead
 
@@ -180,15 +196,20 @@ class SearchSession:
             self.baseline_reused = True
             self.baseline_val_accuracy = evaluate(self.baseline, self.data, "val").accuracy
         else:
-            baseline = obtain_baseline(
-                self.model_config,
-                self.data_config,
-                request.train,
-                self.data,
-                cache_dir=default_cache_dir(),
-                device=self.device,
-                progress=baseline_progress,
-            )
+            cache_dir = default_cache_dir()
+            # Workers started together on one machine (or sharing the cache folder) train the
+            # baseline once: the first holds the lock, the others then load its checkpoint.
+            lock = baseline_path(cache_dir, self.model_config, self.data_config, request.train)
+            with _file_lock(lock.with_suffix(".lock")):
+                baseline = obtain_baseline(
+                    self.model_config,
+                    self.data_config,
+                    request.train,
+                    self.data,
+                    cache_dir=cache_dir,
+                    device=self.device,
+                    progress=baseline_progress,
+                )
             self.baseline, self.baseline_path = baseline.model, baseline.path
             self.baseline_reused = baseline.reused
             self.baseline_val_accuracy = baseline.val_accuracy
@@ -203,7 +224,9 @@ class SearchSession:
         self.study.set_user_attr(REFERENCE_ATTR, self.reference.to_dict())
         self.study.set_user_attr(BASELINE_PATH_ATTR, str(Path(self.baseline_path).resolve()))
         if request.method == "joint":
-            enqueue_reference_trials(self.study, self.space)
+            # a killed worker's trial (a reference point, say) is failed and queued again first
+            fail_dead_trials(self.study, self.storage, storage_liveness(self.storage))
+            enqueue_reference_trials(self.study, self.space, self.storage)
         self.evaluator = CandidateEvaluator(
             baseline=self.baseline,
             data=self.data,
@@ -281,12 +304,27 @@ class SearchSession:
             default_cache_dir() / "layerwise" / hashlib.sha256(identity.encode()).hexdigest()[:16]
         )
 
-    def run(self, observer: SearchObserver | None = None) -> int:
-        """Run until the study has ``request.trials`` complete trials; returns trials run."""
-        observer = observer or SearchObserver()
-        objective = make_objective(
-            self.space, self.evaluator, seed=self.request.seed, observer=observer
-        )
-        return run_trials(
-            self.study, objective, total_trials=self.request.trials, observer=observer
-        )
+    def run(
+        self, observer: SearchObserver | None = None, *, control: StopControl | None = None
+    ) -> int:
+        """Run until the study has exactly ``request.trials`` complete trials, alongside any
+        other workers on the same study; returns the trials this call completed.
+
+        ``control`` stops it (signals, a wall-clock limit: ``worker.stop_on_signals``); a stop
+        raises ``worker.Stop`` after failing and re-queueing the running trial.
+        """
+        distinct = 1
+        for group in self.space.groups:
+            distinct *= round((group.high - group.low) / group.step) + 1
+        return Worker(
+            study=self.study,
+            storage=self.storage,
+            evaluate=make_evaluation(self.evaluator, seed=self.request.seed),
+            suggest=self.space.suggest,
+            total_trials=self.request.trials,
+            observer=observer or SearchObserver(),
+            control=control or StopControl(),
+            label=self.request.storage,
+            liveness=storage_liveness(self.storage),
+            distinct_points=distinct,
+        ).run()

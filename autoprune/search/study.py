@@ -23,6 +23,7 @@ from autoprune.metrics import BITS_PER_MB
 from autoprune.quant import QuantSpec
 from autoprune.search.objective import CandidateEvaluator
 from autoprune.search.space import SearchSpace
+from autoprune.search.worker import REFERENCE_KEY, TrialFailed, accounted, enqueue_once
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class SearchObserver:
 
     def trial_finished(self, trial: FrozenTrial) -> None:
         """A trial ended (any state)."""
+
+    def phase(self, name: str) -> None:
+        """The worker entered a phase: waiting, sampling, finetune or storage."""
 
     # the layer-wise method (search/layerwise.py) reports per group
     def group_started(self, position: int, total: int, group: str) -> None:
@@ -119,44 +123,45 @@ def open_study(
     return study, False
 
 
-def enqueue_reference_trials(study: optuna.Study, space: SearchSpace) -> None:
+def enqueue_reference_trials(
+    study: optuna.Study, space: SearchSpace, storage: optuna.storages.BaseStorage
+) -> None:
     """Trial 0: no pruning; then uniform ratios, so the front always has reference points.
 
-    Idempotent: a reference trial is enqueued again only if none with its label is complete,
-    running or waiting (an interrupted one failed and must be redone).
+    Idempotent and safe with many workers: a point is queued only if no complete, running or
+    waiting trial holds it (an interrupted or killed one failed and must be redone), and a
+    copy queued by two workers at once is dropped again (``worker.enqueue_once``).
     """
-    alive = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-    present = {
-        trial.user_attrs.get("reference")
-        for trial in study.get_trials(deepcopy=False, states=alive)
-    }
+    distributions = {group.name: group.distribution() for group in space.groups}
     seen: list[dict[str, float]] = []
     for ratio in (0.0, *UNIFORM_PROBES):
         params = space.uniform(ratio)
-        label = "unpruned" if ratio == 0.0 else f"uniform {ratio:.2f}"
         if params in seen:
             continue
         seen.append(params)
-        if label not in present:
-            study.enqueue_trial(params, user_attrs={"reference": label})
+        label = "unpruned" if ratio == 0.0 else f"uniform {ratio:.2f}"
+        enqueue_once(study, storage, params, distributions, user_attrs={REFERENCE_KEY: label})
 
 
 def completed_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def make_objective(
-    space: SearchSpace,
-    evaluate: CandidateEvaluator,
-    *,
-    seed: int,
-    observer: SearchObserver,
-) -> Callable[[optuna.Trial], tuple[float, float]]:
-    def objective(trial: optuna.Trial) -> tuple[float, float]:
-        ratios = space.suggest(trial)
-        observer.trial_started(trial.number, ratios)
-        result = evaluate(ratios, seed=seed + trial.number, progress=observer.finetune_step)
-        for key, value in {
+def make_evaluation(
+    evaluate: CandidateEvaluator, *, seed: int
+) -> Callable[
+    [int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, float], dict]
+]:
+    """``(number, ratios, progress) -> (objective values, user attributes)`` of a trial;
+    ``TrialFailed`` when the fine-tuned candidate's loss is not finite."""
+
+    def evaluation(
+        number: int, ratios: dict[str, float], progress: Callable[[int, int], None]
+    ) -> tuple[tuple[float, float], dict]:
+        result = evaluate(ratios, seed=seed + number, progress=progress)
+        if not (math.isfinite(result.val_loss) and math.isfinite(result.val_accuracy)):
+            raise TrialFailed(f"fine-tuning diverged (validation loss {result.val_loss})")
+        attrs = {
             "val_loss": result.val_loss,
             "size_bits": result.size_bits,
             "params": result.params,
@@ -164,42 +169,10 @@ def make_objective(
             "bops": result.bops,
             "kept_channels": result.kept_channels,
             "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
-        }.items():
-            trial.set_user_attr(key, value)
-        if not math.isfinite(result.val_loss):
-            logger.warning("trial %d diverged (validation loss %s)", trial.number, result.val_loss)
-        return result.val_accuracy, result.size_bits / BITS_PER_MB
+        }
+        return (result.val_accuracy, result.size_bits / BITS_PER_MB), attrs
 
-    return objective
-
-
-def run_trials(
-    study: optuna.Study,
-    objective: Callable[[optuna.Trial], tuple[float, float]],
-    *,
-    total_trials: int,
-    observer: SearchObserver,
-) -> int:
-    """Run trials until the study holds ``total_trials`` complete ones; returns how many ran.
-
-    Counting complete trials (not launched ones) makes a rerun resume exactly, and lets
-    several workers on one storage share the budget.
-    """
-    remaining = total_trials - completed_trials(study)
-    if remaining <= 0:
-        return 0
-    before = len(study.trials)
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        callbacks=[
-            optuna.study.MaxTrialsCallback(total_trials, states=(TrialState.COMPLETE,)),
-            lambda _study, trial: observer.trial_finished(trial),
-        ],
-        gc_after_trial=False,
-        show_progress_bar=False,
-    )
-    return len(study.trials) - before
+    return evaluation
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -234,7 +207,8 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
         model = config.get("model", {})
         counts = {state: 0 for state in ("COMPLETE", "RUNNING", "WAITING", "FAIL")}
         for trial in study.get_trials(deepcopy=False):
-            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+            if accounted(trial):  # not the trials dropped unevaluated (surplus, duplicates)
+                counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
         summaries.append(
             {
                 "study": name,
