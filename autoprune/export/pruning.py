@@ -149,10 +149,12 @@ def resolve_ratios(
     *,
     ratios: Mapping[str, float] | None,
     uniform: float | None,
-    residual: bool = False,
+    residual: bool | None = None,
 ) -> dict[str, float]:
-    """The ratio per group: ``ratios`` as given, or ``uniform`` for every block-internal group
-    (and every residual group with ``residual=True``). Exactly one of the two must be given."""
+    """The ratio per group: ``ratios`` as given, or ``uniform`` for every group, residual ones
+    included (block-internal groups only with ``residual=False``; on depthwise-separable and
+    MobileNet-style networks the largest layers shrink only through residual groups). Exactly
+    one of ``ratios`` and ``uniform`` must be given; ``residual=True`` goes with ``uniform``."""
     if (ratios is None) == (uniform is None):
         raise ConfigError(
             "give either per-group ratios (--ratios group=r,...) or one uniform ratio "
@@ -166,7 +168,7 @@ def resolve_ratios(
     names = [group.name for group in groups]
     if uniform is not None:
         _check_ratio("--uniform", uniform)
-        return {g.name: uniform for g in groups if residual or not g.residual}
+        return {g.name: uniform for g in groups if residual is not False or not g.residual}
     assert ratios is not None
     for name in ratios:
         if name not in names:
@@ -215,7 +217,7 @@ def prune_checkpoint(
     *,
     ratios: Mapping[str, float] | None = None,
     uniform: float | None = None,
-    residual: bool = False,
+    residual: bool | None = None,
     criterion: str = DEFAULT_CRITERION,
     seed: int = 0,
     calibration: Sequence[Batch] | None = None,
@@ -224,7 +226,7 @@ def prune_checkpoint(
     """Prune the checkpoint at ``path`` and save the smaller network at ``out``.
 
     Give ``ratios`` (group -> fraction of its channels to remove, in [0, 1)) or ``uniform``
-    (one fraction for every block-internal group, residual groups too with ``residual``).
+    (one fraction for every group, residual ones too unless ``residual=False``).
     ``criterion`` ranks channels (see ``autoprune.prune.CRITERIA``); ``seed`` drives
     ``random``; criteria that need data (``taylor``) use ``calibration`` batches, or else the
     first training batches of the dataset the checkpoint records (found in ``data_dir``).
@@ -259,7 +261,7 @@ def _prune_checkpoint(
     *,
     ratios: Mapping[str, float] | None,
     uniform: float | None,
-    residual: bool,
+    residual: bool | None,
     criterion: str,
     seed: int,
     calibration: Sequence[Batch] | None,

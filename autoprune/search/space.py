@@ -16,8 +16,8 @@ a ResNet stage's residual additions share, see ``autoprune.prune.groups``). ``re
 adds every residual group the file does not list, with the default ratio range, and orders
 all groups as the model defines them.
 
-Models without a file get one generated from their block-internal channel groups (and their
-residual groups with ``residual=True``).
+Models without a file get one generated from all their channel groups, residual ones
+included (listed by name).
 
 Files are checked against a fixed schema before anything is searched: only the keys above
 (a typo is named with its closest match), numbers where numbers belong, ratios in [0, 1),
@@ -285,10 +285,15 @@ def bundled_search_space_file(model_name: str) -> Path | None:
 def generate_search_space(
     model_name: str, model: nn.Module, example_input: torch.Tensor, *, residual: bool = False
 ) -> SearchSpace:
-    """Every block-internal group of ``model`` (and residual group if asked), default ranges."""
+    """Every channel group of ``model``, residual ones included, with the default ranges.
+
+    Residual groups are listed by name (as a file may list them), so the space's identity
+    carries the ``residual`` flag only when asked; without them a depthwise-separable or
+    MobileNet-style network could shrink little (its largest layers sit on residual streams).
+    """
     groups = tuple(
         GroupRange(group.name, **DEFAULT_RATIO)
-        for group in find_groups(model, example_input, residual=residual)
+        for group in find_groups(model, example_input, residual=True)
     )
     return SearchSpace(model=model_name, groups=groups, residual=residual)
 

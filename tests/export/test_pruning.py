@@ -102,11 +102,11 @@ def test_outputs_identical_before_save_and_after_load(tmp_path: Path) -> None:
         assert torch.equal(model(inputs), reloaded(inputs))
 
 
-def test_uniform_prunes_block_internal_groups_and_residual_on_request(tmp_path: Path) -> None:
+def test_uniform_prunes_every_group_and_block_internal_ones_on_request(tmp_path: Path) -> None:
     source = _checkpoint(tmp_path)
-    internal = prune_checkpoint(source, tmp_path / "a.pt", uniform=0.5)
+    internal = prune_checkpoint(source, tmp_path / "a.pt", uniform=0.5, residual=False)
     assert internal.ratios == {"layers.0.0.conv1": 0.5, "layers.1.0.conv1": 0.5}
-    everything = prune_checkpoint(source, tmp_path / "b.pt", uniform=0.5, residual=True)
+    everything = prune_checkpoint(source, tmp_path / "b.pt", uniform=0.5)  # residual by default
     assert set(everything.ratios) == {
         "residual:conv1",
         "layers.0.0.conv1",
@@ -146,7 +146,12 @@ def test_data_criteria_use_calibration_batches(tmp_path: Path) -> None:
     report = prune_checkpoint(
         source, tmp_path / "t.pt", uniform=0.5, criterion="taylor", calibration=batches
     )
-    assert report.kept_channels == {"layers.0.0.conv1": 4, "layers.1.0.conv1": 8}
+    assert report.kept_channels == {
+        "residual:conv1": 4,
+        "layers.0.0.conv1": 4,
+        "layers.1.0.conv1": 8,
+        "residual:layers.1.0": 8,
+    }
     # without batches, the dataset the checkpoint records is used; this one records none
     with pytest.raises(CheckpointError, match="does not record its training data"):
         prune_checkpoint(source, tmp_path / "u.pt", uniform=0.5, criterion="taylor")
