@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autoprune.errors import ConfigError
@@ -73,10 +73,15 @@ class ModelConfig(_Plain):
     num_classes: int
     in_channels: int
     image_size: int
+    # What may build a user-defined architecture ("package.module:factory"): that name when the
+    # caller gave it, the factory itself, or a model object. Never stored: a config read from a
+    # file has none, so rebuilding it imports nothing the caller did not name
+    # (``autoprune.models.build_model``).
+    source: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def for_data(cls, name: str, spec: QuantSpec | int, data: DataSplits) -> ModelConfig:
-        """``name`` quantized as ``spec``, shaped for ``data``.
+        """``name`` quantized as ``spec``, shaped for ``data``; the caller named the model.
 
         ``spec`` is a ``QuantSpec`` (see ``QuantSpec.from_options``); an int is the shorthand
         ``QuantSpec.from_bits(spec)``.
@@ -89,7 +94,16 @@ class ModelConfig(_Plain):
             num_classes=data.num_classes,
             in_channels=data.in_channels,
             image_size=data.image_size,
+            source=name,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        return json.loads(json.dumps(data))  # a deep copy of plain data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return super().from_dict({k: v for k, v in data.items() if k != "source"})
 
     @property
     def spec(self) -> QuantSpec:

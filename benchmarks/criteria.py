@@ -35,13 +35,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autoprune.checkpoint import load_state_strictly, read_checkpoint
 from autoprune.config import DataConfig, ModelConfig
 from autoprune.data import load_dataset
 from autoprune.metrics import measure
+from autoprune.models import build_model
 from autoprune.prune import CRITERIA, find_groups, prune_
 from autoprune.search.objective import draw_calibration_batches
-from autoprune.train import build_model, finetune, read_checkpoint
-from autoprune.train.checkpoint import load_state_strictly
+from autoprune.train import finetune
 
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CRITERIA_ORDER = ("angle-next", "angle", "distance-next", "distance", "l1", "taylor", "random")

@@ -21,7 +21,7 @@ from rich.table import Table
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device
-from autoprune.errors import AutopruneError
+from autoprune.errors import AutopruneError, UntrustedModelError
 from autoprune.export import (
     DEFAULT_CRITERION,
     OnnxCheck,
@@ -32,6 +32,7 @@ from autoprune.export import (
 )
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import MODELS
+from autoprune.paths import check_output, write_text_atomically
 from autoprune.quant import QuantSpec
 from autoprune.search import (
     DEFAULT_BITS,
@@ -81,6 +82,14 @@ ModelOpt = Annotated[
         "package.module:factory (an importable function or class returning a float nn.Module, "
         "quantized for you; it gets num_classes/in_channels if it takes them).",
         show_default=DEFAULT_MODEL,
+    ),
+]
+TrustModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="The package.module:factory the checkpoint or study was made from, when it is your "
+        "own network: autoprune imports code named in a file only when you name it too.",
     ),
 ]
 BitsOpt = Annotated[
@@ -370,14 +379,20 @@ def pareto(
 ) -> None:
     """Show the accuracy/size Pareto front of a study."""
     _require_existing(storage)
+    study_file = {"the study's storage": _storage_file(storage)}
+    for flag, path in (("--csv", csv), ("--json", json)):
+        if path not in (None, "-"):
+            check_output(path, inputs=study_file, what=flag)
+    if csv not in (None, "-") and csv == json:
+        raise AutopruneError(f"--csv and --json both name {csv}: give them different files")
     loaded = load_existing_study(open_storage(storage), study)
     frame = trials_frame(loaded, pareto_only=not all_trials)
     if csv is not None:
         text = frame.to_csv(index=False)
-        sys.stdout.write(text) if csv == "-" else Path(csv).write_text(text)
+        sys.stdout.write(text) if csv == "-" else write_text_atomically(csv, text)
     if json is not None:
         text = frame.to_json(orient="records", indent=2) + "\n"
-        sys.stdout.write(text) if json == "-" else Path(json).write_text(text)
+        sys.stdout.write(text) if json == "-" else write_text_atomically(json, text)
     if csv is None and json is None:
         what = "All complete trials" if all_trials else "Pareto front"
         console.print(pareto_table(frame, f"{what} of {loaded.study_name}"))
@@ -456,6 +471,7 @@ def train(
     """
     if resume and restart:
         raise AutopruneError("--resume and --restart exclude each other: pass only one")
+    check_output(out, inputs={"the --pretrained weights": pretrained}, what="--out")
     train_config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -520,9 +536,10 @@ def train(
 def inspect_checkpoint(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (train, export, search).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    model: TrustModelOpt = None,
 ) -> None:
     """Per-layer size, MACs and BOPs of a checkpoint, its pruning and its recorded results."""
-    report = describe_checkpoint(checkpoint)
+    report = describe_checkpoint(checkpoint, model=model)
     if as_json:
         sys.stdout.write(report_json(report))
     else:
@@ -538,13 +555,18 @@ def export(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     onnx: OnnxOpt = None,
+    model: TrustModelOpt = None,
 ) -> None:
     """Rebuild a trial's pruned, fine-tuned network and save it physically smaller."""
     if onnx is not None:
         require_onnx()  # before the rebuild, not after it
     _require_existing(storage)
+    study_file = {"the study's storage": _storage_file(storage)}
+    check_output(out, inputs=study_file, what="--out")
+    if onnx is not None:
+        check_output(onnx, inputs={**study_file, "--out": out}, what="--onnx")
     loaded = load_existing_study(open_storage(storage), study)
-    result = export_trial(loaded, trial, out, data_dir=data_dir, device=device)
+    result = export_trial(loaded, trial, out, data_dir=data_dir, device=device, model=model)
     console.print(
         f"wrote {result.path}: trial {result.trial}, {result.params:,} parameters, "
         f"{result.size_bits / BITS_PER_MB:.4f} MB; val acc {100 * result.val_accuracy:.2f} % "
@@ -552,12 +574,12 @@ def export(
         f"test acc {100 * result.test_accuracy:.2f} %"
     )
     if onnx is not None:
-        _write_onnx(result.path, onnx)
+        _write_onnx(result.path, onnx, model)
 
 
-def _write_onnx(checkpoint: Path, path: Path) -> OnnxCheck:
+def _write_onnx(checkpoint: Path, path: Path, model: str | None) -> OnnxCheck:
     with console.status(f"exporting {path}"):
-        check = export_checkpoint_onnx(checkpoint, path)
+        check = export_checkpoint_onnx(checkpoint, path, model=model)
     console.print(f"wrote {path}; {check.summary()}")
     if not check.ok:
         errors.print(
@@ -597,13 +619,18 @@ def prune(
     seed: Annotated[int, typer.Option(help="Seed of the random criterion.")] = 0,
     data_dir: DataDirOpt = None,
     onnx: OnnxOpt = None,
+    model: TrustModelOpt = None,
 ) -> None:
     """Prune a checkpoint physically by given ratios (no fine-tuning) and save it.
 
     A pruned checkpoint can be pruned again: ratios apply to the channels it has now.
     """
+    check_output(out, inputs={"the checkpoint being pruned": checkpoint}, what="--out")
     if onnx is not None:
         require_onnx()
+        check_output(
+            onnx, inputs={"the checkpoint being pruned": checkpoint, "--out": out}, what="--onnx"
+        )
     report = prune_checkpoint(
         checkpoint,
         out,
@@ -613,6 +640,7 @@ def prune(
         criterion=criterion,
         seed=seed,
         data_dir=data_dir,
+        model=model,
     )
     console.print(prune_table(report))
     after, before = report.after, report.before
@@ -623,7 +651,14 @@ def prune(
         f"({100 * after.macs / before.macs:.1f} %); not fine-tuned"
     )
     if onnx is not None:
-        _write_onnx(report.path, onnx)
+        _write_onnx(report.path, onnx, model)
+
+
+def _storage_file(storage: str) -> Path | None:
+    """The local file a storage names (SQLite or journal), None for a database server."""
+    if storage.startswith("sqlite:///"):
+        return Path(storage.removeprefix("sqlite:///"))
+    return None if "://" in storage else Path(storage).expanduser()
 
 
 def _require_existing(storage: str) -> None:
@@ -639,8 +674,15 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except AutopruneError as error:
+        message = str(error)
+        if isinstance(error, UntrustedModelError):  # the library names its parameter, not ours
+            message = (
+                f"{error.source} was made from your own model {error.name!r}; autoprune imports "
+                f"code named in a file only when you name it too: pass --model {error.name} "
+                "(and add its folder to PYTHONPATH)"
+            )
         # soft_wrap: one line however long (lists of model names exceed the 160 columns)
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

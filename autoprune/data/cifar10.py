@@ -15,6 +15,7 @@ Nothing is downloaded unless asked: ``AUTOPRUNE_DOWNLOAD=1`` or ``download=True`
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import logging
@@ -84,12 +85,40 @@ def _field(batch: dict, name: str) -> object:
     raise KeyError(name)
 
 
+# The only callables a CIFAR batch pickle refers to: numpy's array and dtype reconstruction
+# (and ``_codecs.encode``, which Python 3 uses for bytes at protocol 2). Anything else in a
+# file (os.system, builtins.eval, ...) is refused before it can run.
+_ARRAY_RECONSTRUCT = np.zeros(1).__reduce__()[0]
+_ARRAY_FROM_BUFFER = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5's array rebuilder
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _ARRAY_RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _ARRAY_RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _ARRAY_FROM_BUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _ARRAY_FROM_BUFFER,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles plain data (dicts, lists, bytes, strings, numbers) and numpy arrays only."""
+
+    def find_class(self, module: str, name: str) -> object:
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refused {module}.{name}: not part of a CIFAR batch")
+        return allowed
+
+
 def _unpickle(data: bytes, source: str) -> dict:
-    # These are the official files' format; only point --data-dir at files you trust.
+    """A batch file's dictionary, read by a restricted unpickler: a crafted file runs no code."""
     try:
-        batch = pickle.loads(data, encoding="bytes")
+        batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:  # any unpickling failure means the same thing to the user
-        raise DatasetNotFoundError(f"cifar10 batch {source} is unreadable ({exc})") from exc
+        raise DatasetNotFoundError(
+            f"cifar10 batch {source} is unreadable ({exc}): replace it with the official file"
+        ) from exc
     if not isinstance(batch, dict):
         raise DatasetNotFoundError(f"cifar10 batch {source} is not a CIFAR batch dictionary")
     return batch

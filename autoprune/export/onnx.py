@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoprune.config import ModelConfig
 from autoprune.errors import ConfigError
 from autoprune.export.inference import fold_quantizers
-from autoprune.train import load, read_checkpoint
+from autoprune.models import ModelSource, load_checkpoint
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -206,13 +205,21 @@ def verify_onnx(
 
 
 def export_checkpoint_onnx(
-    checkpoint: str | Path, path: str | Path, *, samples: int = 64, seed: int = 0
+    checkpoint: str | Path,
+    path: str | Path,
+    *,
+    samples: int = 64,
+    seed: int = 0,
+    model: ModelSource = None,
 ) -> OnnxCheck:
     """Export the network of an autoprune checkpoint to ``path`` and verify it on ``samples``
-    standard-normal inputs (the scale of normalised images) drawn with ``seed``."""
+    standard-normal inputs (the scale of normalised images) drawn with ``seed``.
+
+    ``model`` allows a user-defined architecture (see ``autoprune.models.load_checkpoint``).
+    """
     require_onnx()
-    model_config = ModelConfig.from_dict(read_checkpoint(checkpoint)["model"])
-    model = load(checkpoint)
+    loaded = load_checkpoint(checkpoint, model=model)
+    model_config, model = loaded.config, loaded.model.eval()
     export_onnx(model, path, model_config.input_shape)
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn(samples, *model_config.input_shape, generator=generator)

@@ -21,14 +21,15 @@ from typing import Any
 
 import torch
 
-from autoprune.config import DataConfig, ModelConfig
+from autoprune.checkpoint import save_checkpoint
+from autoprune.config import DataConfig
 from autoprune.data import load_dataset
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import LayerCost, ModelCost, measure
+from autoprune.models import ModelSource, load_checkpoint
+from autoprune.paths import check_output
 from autoprune.prune import CRITERIA, ChannelGroup, find_groups, prune_
 from autoprune.prune.criteria.base import Batch
-from autoprune.train import build_model, read_checkpoint, save_checkpoint
-from autoprune.train.checkpoint import load_state_strictly
 
 DEFAULT_CRITERION = "angle-next"
 CALIBRATION_BATCHES = 4
@@ -222,6 +223,7 @@ def prune_checkpoint(
     seed: int = 0,
     calibration: Sequence[Batch] | None = None,
     data_dir: str | Path | None = None,
+    model: ModelSource = None,
 ) -> PruneReport:
     """Prune the checkpoint at ``path`` and save the smaller network at ``out``.
 
@@ -232,13 +234,11 @@ def prune_checkpoint(
     first training batches of the dataset the checkpoint records (found in ``data_dir``).
     The saved checkpoint's metadata records the source, ratios and criterion, plus the
     source's own metadata (``source_metadata``, without its per-epoch history, which stays in
-    the source); its training state is not carried over.
+    the source); its training state is not carried over. ``model`` allows a user-defined
+    architecture (see ``autoprune.models.load_checkpoint``).
     """
-    source, out = Path(path), Path(out)
-    if source.resolve() == out.resolve():
-        raise ConfigError(
-            f"the output {out} is the source checkpoint: write the pruned one elsewhere"
-        )
+    source = Path(path)
+    out = check_output(out, inputs={"the source checkpoint": source}, what="pruned checkpoint")
     CRITERIA.get(criterion)  # an unknown name raises with the known ones, before any work
     # Torch-Pruning's dependency graph traces with autograd: allow it even under no_grad
     with torch.enable_grad():
@@ -252,6 +252,7 @@ def prune_checkpoint(
             seed=seed,
             calibration=calibration,
             data_dir=data_dir,
+            model=model,
         )
 
 
@@ -266,29 +267,21 @@ def _prune_checkpoint(
     seed: int,
     calibration: Sequence[Batch] | None,
     data_dir: str | Path | None,
+    model: ModelSource,
 ) -> PruneReport:
     score = CRITERIA.get(criterion)
-    payload = read_checkpoint(source)
-    try:
-        model_config = ModelConfig.from_dict(payload["model"])
-        previous = {str(k): int(v) for k, v in (payload.get("kept_channels") or {}).items()}
-        model = build_model(model_config, previous or None)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(
-            f"checkpoint {source} has an invalid model description ({error}): "
-            "re-create it with `autoprune train --out PATH`"
-        ) from error
-    load_state_strictly(model, payload["state_dict"], f"checkpoint {source}")
-    model.eval()
+    loaded = load_checkpoint(source, model=model)
+    model_config, previous, payload = loaded.config, loaded.kept_channels, loaded.payload
+    network = loaded.model.eval()
     example = torch.zeros(1, *model_config.input_shape)
-    groups = find_groups(model, example, residual=True)
+    groups = find_groups(network, example, residual=True)
     wanted = resolve_ratios(groups, ratios=ratios, uniform=uniform, residual=residual)
     if score.needs_data and calibration is None:
         calibration = calibration_from_checkpoint(payload, source, data_dir=data_dir)
     channels_before = {group.name: group.num_channels for group in groups}
-    before = measure(model, model_config.input_shape)
+    before = measure(network, model_config.input_shape)
     kept = prune_(
-        model,
+        network,
         wanted,
         criterion=criterion,
         example_input=example,
@@ -297,7 +290,7 @@ def _prune_checkpoint(
     )
     # residual groups pruned earlier but not named now keep their earlier count
     kept = {**previous, **kept}
-    after = measure(model, model_config.input_shape)
+    after = measure(network, model_config.input_shape)
     metadata = {
         "source": str(source),
         "ratios": dict(wanted),
@@ -307,7 +300,7 @@ def _prune_checkpoint(
             key: value for key, value in (payload.get("metadata") or {}).items() if key != "history"
         },
     }
-    save_checkpoint(out, model, model_config, kept_channels=kept, metadata=metadata)
+    save_checkpoint(out, network, model_config, kept_channels=kept, metadata=metadata)
     after_by_name = {layer.name: layer for layer in after.layers}
     return PruneReport(
         path=out,

@@ -12,13 +12,27 @@ from autoprune.models import (  # noqa: F401  (registration)
     vgg,
 )
 from autoprune.models.external import create_external_model, load_factory
+from autoprune.models.loading import (
+    LoadedCheckpoint,
+    ModelSource,
+    allow_source,
+    build_model,
+    load,
+    load_checkpoint,
+)
 from autoprune.models.pretrained import load_pretrained_, read_state_dict
 from autoprune.models.registry import MODELS, create_model, register_model
 
 __all__ = [
     "MODELS",
+    "LoadedCheckpoint",
+    "ModelSource",
+    "allow_source",
+    "build_model",
     "create_external_model",
     "create_model",
+    "load",
+    "load_checkpoint",
     "load_factory",
     "load_pretrained_",
     "read_state_dict",

@@ -6,8 +6,8 @@ them (``**kwargs`` does not count, so wrappers that forward keywords elsewhere a
 without them), and ``spec`` (a ``QuantSpec``) if it names that too: it then builds its own
 quantized network. Otherwise the float network it returns is quantized by
 ``autoprune.quant.quantize_``, with its first conv (in definition order) as the stem and its
-last linear as the classifier. Checkpoints store the name, so ``autoprune.load`` rebuilds the
-model wherever the module is importable.
+last linear as the classifier. Checkpoints store the name; ``autoprune.load`` rebuilds the model
+from it only when the caller names the same factory (a file never makes autoprune import code).
 """
 
 from __future__ import annotations
@@ -117,14 +117,20 @@ def _check_shapes(model: nn.Module, name: str, num_classes: int, in_channels: in
 
 
 def create_external_model(
-    name: str, *, spec: QuantSpec, num_classes: int, in_channels: int
+    name: str,
+    *,
+    spec: QuantSpec,
+    num_classes: int,
+    in_channels: int,
+    factory: Callable[..., Any] | None = None,
 ) -> nn.Module:
-    """Import ``"package.module:factory"``, call it and quantize what it returns as ``spec``.
+    """Import ``"package.module:factory"`` (or take ``factory`` as given, importing nothing),
+    call it and quantize what it returns as ``spec``.
 
     Every failure is a ``ConfigError`` (``UnknownNameError`` for a missing attribute) whose
     one-line message names the problem and the fix.
     """
-    factory = load_factory(name)
+    factory = factory if factory is not None else load_factory(name)
     offered: dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels, "spec": spec}
     accepted = _accepted_arguments(factory)
     arguments = {key: value for key, value in offered.items() if key in accepted}

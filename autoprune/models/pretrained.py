@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.checkpoint import FORMAT, load_state_strictly
 from autoprune.errors import CheckpointError
 
 NESTING_KEYS = ("state_dict", "model_state_dict", "model")
@@ -34,9 +35,6 @@ def _is_state_dict(value: Any) -> bool:
 def _unwrap(payload: Any, path: Path) -> dict[str, torch.Tensor]:
     """The tensor dict inside ``payload``: an autoprune checkpoint's weights, a raw state dict,
     or one nested under ``NESTING_KEYS`` (a few levels deep)."""
-    # imported here: autoprune.train imports the models at import time
-    from autoprune.train.checkpoint import FORMAT
-
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         if payload.get("kept_channels"):
             raise CheckpointError(
@@ -105,8 +103,5 @@ def load_pretrained_(model: nn.Module, path: str | Path) -> nn.Module:
     Keys and shapes must match exactly; otherwise a ``CheckpointError`` names the first missing,
     unexpected and mis-shaped entries.
     """
-    # imported here: autoprune.train imports the models at import time
-    from autoprune.train.checkpoint import load_state_strictly
-
     load_state_strictly(model, read_state_dict(path), f"pretrained weights {Path(path)}")
     return model

@@ -14,15 +14,17 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from autoprune.checkpoint import save_checkpoint
 from autoprune.config import DataConfig, ModelConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
+from autoprune.models import ModelSource, allow_source, load_checkpoint
+from autoprune.paths import check_output
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.study import BASELINE_PATH_ATTR, CONFIG_ATTR
-from autoprune.train import build_model, evaluate, read_checkpoint, save_checkpoint
-from autoprune.train.checkpoint import load_state_strictly
+from autoprune.train import evaluate
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,13 @@ def export_trial(
     *,
     data_dir: str | None = None,
     device: str = "auto",
+    model: ModelSource = None,
 ) -> ExportedTrial:
+    """Rebuild trial ``trial_number``'s network and save it at ``out``.
+
+    ``model`` allows a study of a user-defined architecture (see
+    ``autoprune.models.load_checkpoint``).
+    """
     config = study.user_attrs.get(CONFIG_ATTR)
     if config is None:
         raise ConfigError(f"study {study.study_name!r} was not made by autoprune search")
@@ -62,9 +70,15 @@ def export_trial(
             f"the study's baseline {baseline_path} is gone: rerun the study's `autoprune search` "
             "command (with its --trials) to rebuild it"
         )
-    resolved = resolve_device(device)
-    model_config = ModelConfig.from_dict(config["model"])
     saved = trial.user_attrs.get("checkpoint")  # a layer-wise trial: its network was saved
+    out = check_output(
+        out,
+        inputs={"the study's baseline": baseline_path, f"trial {trial_number}'s network": saved},
+        what="exported checkpoint",
+    )
+    resolved = resolve_device(device)
+    what = f"study {study.study_name!r}"
+    model_config = allow_source(ModelConfig.from_dict(config["model"]), model, what)
     if saved is not None and not Path(saved).is_file():
         raise CheckpointError(
             f"trial {trial_number}'s network {saved} is gone: rerun the study's `autoprune "
@@ -86,29 +100,33 @@ def export_trial(
             f"{study.study_name!r} searched: pass the --data-dir it was run with"
         )
     if saved is not None:
-        payload = read_checkpoint(saved)
-        kept = dict(payload.get("kept_channels") or {})
-        model = build_model(model_config, kept or None)
-        load_state_strictly(model, payload["state_dict"], f"trial {trial_number}'s network {saved}")
-        model = model.to(resolved)
-    else:
-        baseline = build_model(model_config)
-        load_state_strictly(
-            baseline, read_checkpoint(baseline_path)["state_dict"], f"baseline {baseline_path}"
+        loaded = load_checkpoint(
+            saved,
+            model=model_config.source,
+            device=resolved,
+            what=f"trial {trial_number}'s network {saved}",
         )
+        network, kept = loaded.model, loaded.kept_channels
+    else:
+        baseline = load_checkpoint(
+            baseline_path,
+            model=model_config.source,
+            device=resolved,
+            what=f"baseline {baseline_path}",
+        ).model
         evaluator = CandidateEvaluator(
-            baseline=baseline.to(resolved).eval(),
+            baseline=baseline.eval(),
             data=data,
             model_config=model_config,
             criterion=config["criterion"],
             finetune_config=FinetuneConfig(**config["finetune"]),
         )
-        model, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
-    val, test = evaluate(model, data, "val"), evaluate(model, data, "test")
-    cost = measure(model, model_config.input_shape)
+        network, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
+    val, test = evaluate(network, data, "val"), evaluate(network, data, "test")
+    cost = measure(network, model_config.input_shape)
     save_checkpoint(
         out,
-        model,
+        network,
         model_config,
         kept_channels=kept,
         metadata={

@@ -33,17 +33,18 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from autoprune.checkpoint import save_checkpoint
 from autoprune.config import ModelConfig
 from autoprune.data import DataSplits
 from autoprune.metrics import BITS_PER_MB, measure
+from autoprune.models import load_checkpoint
 from autoprune.prune import CRITERIA, prune_
 from autoprune.prune.groups import RESIDUAL_PREFIX
 from autoprune.search.objective import CALIBRATION_BATCHES, draw_calibration_batches
 from autoprune.search.samplers import create_sampler
 from autoprune.search.space import GroupRange, SearchSpace
 from autoprune.search.study import BASELINE_PATH_ATTR, LAYERWISE_PARENT_ATTR, SearchObserver
-from autoprune.train import build_model, evaluate, finetune, save_checkpoint
-from autoprune.train.checkpoint import load_state_strictly, read_checkpoint
+from autoprune.train import evaluate, finetune
 
 DECISION_ATTR = "layerwise_decision_{position:02d}"
 RESULT_ATTR = "layerwise_result"
@@ -314,15 +315,18 @@ class LayerwiseSearch:
             metadata={"study": self.parent.study_name, "position": position},
         )
 
+    def _load(self, path: Path, what: str) -> nn.Module:
+        """A network this method saved, rebuilt as the search's own model config allows."""
+        return load_checkpoint(
+            path, model=self.model_config.source, device=self.device, what=f"{what} {path}"
+        ).model
+
     def _restore(self, decisions: list[GroupDecision], observer: SearchObserver) -> nn.Module:
         """The network after the stored decisions: from the last state file, else replayed."""
         if decisions:
             path = self._state_path(decisions[-1].position)
             if path.is_file():
-                payload = read_checkpoint(path)
-                model = build_model(self.model_config, payload["kept_channels"])
-                load_state_strictly(model, payload["state_dict"], f"layer-wise state {path}")
-                return model.to(self.device).train(self.baseline.training)
+                return self._load(path, "layer-wise state").train(self.baseline.training)
         model = copy.deepcopy(self.baseline)
         for decision in decisions:  # deterministic for a seed on one device
             self._apply(model, decision, observer)
@@ -361,10 +365,7 @@ class LayerwiseSearch:
         stored = self.parent.user_attrs.get(RESULT_ATTR)
         kept = self._prune(model, {})
         if stored is not None and final_path.is_file():
-            payload = read_checkpoint(final_path)
-            model = build_model(self.model_config, payload["kept_channels"])
-            load_state_strictly(model, payload["state_dict"], f"layer-wise result {final_path}")
-            model = model.to(self.device)
+            model = self._load(final_path, "layer-wise result")
         else:
             self._retrain(model, self.config.final_steps, self.seed + 999_999, observer)
         val, test = evaluate(model, self.data, "val"), evaluate(model, self.data, "test")

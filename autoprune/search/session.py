@@ -22,6 +22,8 @@ from autoprune.data.base import default_cache_dir
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
+from autoprune.models import build_model, load_checkpoint
+from autoprune.models.external import is_external
 from autoprune.prune import CRITERIA
 from autoprune.quant import QuantSpec, parse_edge_bits
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
@@ -39,14 +41,7 @@ from autoprune.search.study import (
     open_study,
 )
 from autoprune.search.worker import StopControl, Worker, fail_dead_trials
-from autoprune.train import (
-    Progress,
-    build_model,
-    evaluate,
-    obtain_baseline,
-    read_checkpoint,
-)
-from autoprune.train.checkpoint import load_state_strictly
+from autoprune.train import Progress, evaluate, obtain_baseline
 from autoprune.train.baseline import baseline_path
 
 logger = logging.getLogger(__name__)
@@ -236,9 +231,12 @@ class SearchSession:
         )
 
     def _from_checkpoint(self, path: Path) -> tuple[ModelConfig, torch.nn.Module, dict]:
-        payload = read_checkpoint(path)
-        model_config = ModelConfig.from_dict(payload["model"])
-        if payload.get("kept_channels"):
+        # a user-defined architecture is rebuilt only when the request names it; a registered
+        # name given for another model is refused below, naming the option
+        named = self.request.model
+        loaded = load_checkpoint(path, model=named if named and is_external(named) else None)
+        model_config = loaded.config
+        if loaded.kept_channels:
             raise CheckpointError(
                 f"checkpoint {path} is already pruned: search from the unpruned baseline checkpoint"
             )
@@ -274,9 +272,7 @@ class SearchSession:
                 f"{self.request.dataset} has {shape[0]} classes of {shape[1]}x{shape[2]}px: "
                 "pass the dataset it was trained on"
             )
-        model = build_model(model_config)
-        load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
-        return model_config, model, {"checkpoint": _file_digest(path)}
+        return model_config, loaded.model, {"checkpoint": _file_digest(path)}
 
     def run_layerwise(self, observer: SearchObserver | None = None) -> LayerwiseResult:
         """Run or resume the paper's layer-wise method; its result is a trial of the study."""

@@ -1,7 +1,10 @@
-"""Training, fine-tuning, evaluation, checkpoints, the cached baseline and inspection."""
+"""Training, fine-tuning, evaluation, the cached baseline and checkpoint inspection.
+
+Checkpoint files themselves live in ``autoprune.checkpoint`` (format, reading, writing) and
+``autoprune.models.load_checkpoint`` (rebuilding the network a file describes).
+"""
 
 from autoprune.train.baseline import Baseline, baseline_path, obtain_baseline
-from autoprune.train.checkpoint import build_model, load, read_checkpoint, save_checkpoint
 from autoprune.train.loops import (
     OPTIMIZERS,
     SCHEDULES,
@@ -36,16 +39,12 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "baseline_path",
-    "build_model",
     "describe_checkpoint",
     "evaluate",
     "finetune",
-    "load",
     "make_trainer",
     "obtain_baseline",
-    "read_checkpoint",
     "resolve_precision",
-    "save_checkpoint",
     "train",
     "train_checkpoint",
 ]

@@ -9,15 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autoprune.checkpoint import save_checkpoint
 from autoprune.config import DataConfig, ModelConfig, TrainConfig, config_key
 from autoprune.data import ImageData
 from autoprune.errors import CheckpointError
-from autoprune.train.checkpoint import (
-    build_model,
-    load_state_strictly,
-    read_checkpoint,
-    save_checkpoint,
-)
+from autoprune.models import build_model, load_checkpoint
+from autoprune.paths import check_output
 from autoprune.train.loops import Progress, evaluate
 from autoprune.train.run import make_trainer
 
@@ -59,13 +56,17 @@ def _load_cached(path: Path, model_config: ModelConfig, device: torch.device) ->
     """The cached baseline, or None if there is none or it is unusable (then it is retrained)."""
     if not path.is_file():
         return None
-    model = build_model(model_config)
     try:
-        load_state_strictly(model, read_checkpoint(path)["state_dict"], f"cached baseline {path}")
+        cached = load_checkpoint(
+            path, model=model_config.source, device=device, what=f"cached baseline {path}"
+        )
     except CheckpointError as error:
         logger.warning("ignoring unusable cached baseline (%s); training a new one", error)
         return None
-    return model.to(device)
+    if cached.config != model_config or cached.kept_channels:
+        logger.warning("ignoring cached baseline %s made for another model; retraining", path)
+        return None
+    return cached.model
 
 
 def obtain_baseline(
@@ -83,6 +84,7 @@ def obtain_baseline(
     model = _load_cached(path, model_config, device)
     reused = model is not None
     if model is None:
+        check_output(path, what="baseline cache file")  # before the training, not after it
         model = _train_fresh(model_config, train_config, data, device, progress)
     val = evaluate(model, data, "val")
     if not reused:

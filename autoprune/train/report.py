@@ -15,8 +15,8 @@ import torch
 from autoprune.config import ModelConfig, TrainConfig
 from autoprune.errors import CheckpointError
 from autoprune.metrics import ModelCost, measure
+from autoprune.models import ModelSource, build_model, load_checkpoint
 from autoprune.prune import find_groups
-from autoprune.train.checkpoint import build_model, load, read_checkpoint
 from autoprune.train.run import EpochRecord
 
 # metadata keys the report shows in their own fields; anything else is listed as it is
@@ -75,32 +75,31 @@ def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def describe_checkpoint(path: str | Path) -> CheckpointReport:
-    """Read ``path`` (``CheckpointError`` if unusable) and measure the model it holds."""
+def describe_checkpoint(path: str | Path, *, model: ModelSource = None) -> CheckpointReport:
+    """Read ``path`` (``CheckpointError`` if unusable) and measure the model it holds.
+
+    ``model`` allows a user-defined architecture (see ``autoprune.models.load_checkpoint``).
+    """
     path = Path(path)
-    payload = read_checkpoint(path)
-    model = load(path)  # validates the model description and the weights
-    model_config = ModelConfig.from_dict(payload["model"])
-    kept = {str(k): int(v) for k, v in (payload.get("kept_channels") or {}).items()}
+    loaded = load_checkpoint(path, model=model)
+    model_config, kept, metadata = loaded.config, loaded.kept_channels, loaded.metadata
     original: dict[str, int] = {}
     if kept:
         example = torch.zeros(1, *model_config.input_shape)
         groups = find_groups(build_model(model_config), example)
         original = {g.name: g.num_channels for g in groups if g.name in kept}
-    metadata = dict(payload.get("metadata") or {})
-    training = payload.get("training")
+    training = loaded.payload.get("training")
     try:
         train_config = TrainConfig.from_dict(metadata["train"]) if "train" in metadata else None
         history = tuple(EpochRecord.from_dict(r) for r in metadata.get("history", []))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint {path} has unreadable training metadata ({error}): "
-            "re-create it with `autoprune train --out PATH`"
+            f"checkpoint {path} has unreadable training metadata ({error}): re-create it"
         ) from error
     return CheckpointReport(
         path=path,
         model=model_config,
-        cost=measure(model, model_config.input_shape),
+        cost=measure(loaded.model, model_config.input_shape),
         kept_channels=kept,
         original_channels=original,
         val_accuracy=_optional_float(metadata.get("val_accuracy")),

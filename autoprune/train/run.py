@@ -20,17 +20,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from autoprune.checkpoint import load_state_strictly, read_checkpoint, save_checkpoint
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import ImageData
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
-from autoprune.models import load_pretrained_
-from autoprune.train.checkpoint import (
-    build_model,
-    load_state_strictly,
-    read_checkpoint,
-    save_checkpoint,
-)
+from autoprune.models import build_model, load_pretrained_
+from autoprune.paths import check_output
 from autoprune.train.loops import Progress, Trainer, evaluate, resolve_precision, steps_per_epoch
 
 ResumeMode = Literal["auto", "require", "restart"]
@@ -200,7 +196,7 @@ def train_checkpoint(
     run continues only if it started from the same file.
     """
     started = time.perf_counter()
-    path = Path(path)
+    path = check_output(path, inputs={"the pretrained weights": pretrained}, what="checkpoint")
     if resume not in RESUME_MODES:
         raise ConfigError(f"unknown resume mode {resume!r}: use one of {', '.join(RESUME_MODES)}")
     payload = None

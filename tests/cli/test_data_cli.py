@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from autoprune.train import read_checkpoint
+from autoprune.checkpoint import read_checkpoint
 from autoprune_cli.main import app
 
 runner = CliRunner()

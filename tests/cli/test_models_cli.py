@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import autoprune
-from autoprune.errors import CheckpointError
+from autoprune.errors import CheckpointError, UntrustedModelError
 from autoprune.quant import QuantConv2d
 from autoprune_cli.main import app
 
@@ -65,12 +65,21 @@ def test_training_starts_from_pretrained_float_weights(tmp_path: Path) -> None:
     assert not torch.equal(initial["features.3.weight"], trained["features.3.weight"])
     metadata = torch.load(tmp_path / "w2a2.pt", weights_only=True)["metadata"]
     assert metadata["pretrained"] == str((tmp_path / "float.pt").resolve())
+    (tmp_path / "other.pt").write_bytes((tmp_path / "float.pt").read_bytes())
     other_start = _train(
         tmp_path / "w2a2.pt",
         *("--model", "tiny_cnn", "--bits", "2", "--lr", "0"),
-        *("--pretrained", str(tmp_path / "w2a2.pt")),
+        *("--pretrained", str(tmp_path / "other.pt")),
     )
     assert other_start.exit_code != 0 and "did not start from" in str(other_start.exception)
+    onto_itself = _train(
+        tmp_path / "w2a2.pt",
+        *("--model", "tiny_cnn", "--bits", "2"),
+        *("--pretrained", str(tmp_path / "w2a2.pt")),
+    )
+    assert onto_itself.exit_code != 0 and "is the --pretrained weights" in str(
+        onto_itself.exception
+    )
 
 
 def test_raw_state_dict_of_another_model_is_refused(tmp_path: Path) -> None:
@@ -101,7 +110,11 @@ def test_own_network_trains_loads_and_searches(tmp_path: Path, user_module: str)
     model = f"{user_module}:build"
     result = _train(tmp_path / "own.pt", "--model", model, "--bits", "1")
     assert result.exit_code == 0, result.output
-    loaded = autoprune.load(tmp_path / "own.pt")
+    refused = runner.invoke(app, ["inspect", str(tmp_path / "own.pt")])
+    assert refused.exit_code != 0 and isinstance(refused.exception, UntrustedModelError)
+    inspected = runner.invoke(app, ["inspect", str(tmp_path / "own.pt"), "--model", model])
+    assert inspected.exit_code == 0, inspected.output
+    loaded = autoprune.load(tmp_path / "own.pt", model=model)
     assert isinstance(loaded[3], QuantConv2d) and loaded[3].weight_quantizer.bits == 1
     assert isinstance(loaded[2], torch.nn.Hardtanh)
     assert loaded(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

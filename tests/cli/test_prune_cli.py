@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import autoprune
-from autoprune.train import read_checkpoint
+from autoprune.checkpoint import read_checkpoint
 from autoprune_cli.main import app
 
 runner = CliRunner()

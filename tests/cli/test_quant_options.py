@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import autoprune
+from autoprune.checkpoint import read_checkpoint
 from autoprune.quant import (
     DoReFaWeight,
     Identity,
@@ -19,7 +20,6 @@ from autoprune.quant import (
     SignedUniformActivation,
 )
 from autoprune.search.study import CONFIG_ATTR
-from autoprune.train import read_checkpoint
 from autoprune_cli.main import app
 
 runner = CliRunner()

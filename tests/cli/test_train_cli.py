@@ -121,10 +121,11 @@ def test_inspect_table_and_json(tmp_path: Path) -> None:
 
 
 def test_inspect_shows_kept_channels_of_a_pruned_checkpoint(tmp_path: Path) -> None:
+    from autoprune.checkpoint import save_checkpoint
     from autoprune.config import ModelConfig
+    from autoprune.models import build_model
     from autoprune.prune import prune_
     from autoprune.quant import QuantSpec
-    from autoprune.train import build_model, save_checkpoint
 
     config = ModelConfig("tiny_resnet", QuantSpec.from_bits(2).to_dict(), 10, 1, 8)
     model = build_model(config).eval()

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 import autoprune
+from autoprune.checkpoint import read_checkpoint, save_checkpoint
 from autoprune.config import ModelConfig
 from autoprune.errors import AutopruneError, CheckpointError, ConfigError
 from autoprune.export import parse_ratios, prune_checkpoint
 from autoprune.metrics import measure
+from autoprune.models import build_model
 from autoprune.quant import QuantSpec
-from autoprune.train import build_model, read_checkpoint, save_checkpoint
 
 CONFIG = ModelConfig(
     name="tiny_resnet",

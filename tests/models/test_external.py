@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import autoprune
+from autoprune.checkpoint import save_checkpoint
 from autoprune.config import ModelConfig
-from autoprune.errors import ConfigError
-from autoprune.models import create_model
+from autoprune.errors import ConfigError, UntrustedModelError
+from autoprune.models import build_model, create_model
 from autoprune.quant import Identity, QuantConv2d, QuantLinear, QuantSpec
 from autoprune.registry import UnknownNameError
-from autoprune.train import build_model, save_checkpoint
 
 USER_MODULE = """
 from torch import nn
@@ -118,11 +118,14 @@ def test_factory_taking_spec_builds_its_own_network(user_module: str) -> None:
 
 
 def test_checkpoint_rebuilds_the_users_model(user_module: str, tmp_path: Path) -> None:
-    config = ModelConfig(f"{user_module}:build", QuantSpec.from_bits(2).to_dict(), 4, 1, 8)
+    name = f"{user_module}:build"
+    config = ModelConfig(name, QuantSpec.from_bits(2).to_dict(), 4, 1, 8, source=name)
     torch.manual_seed(0)
     model = build_model(config).eval()
     path = save_checkpoint(tmp_path / "user.pt", model, config)
-    loaded = autoprune.load(path)
+    with pytest.raises(UntrustedModelError, match=f"pass model='{name}'"):
+        autoprune.load(path)  # the file alone never makes autoprune import its model
+    loaded = autoprune.load(path, model=name)
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))

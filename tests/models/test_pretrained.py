@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import torch
 
+from autoprune.checkpoint import save_checkpoint
 from autoprune.config import ModelConfig
 from autoprune.errors import CheckpointError
 from autoprune.models import create_model, load_pretrained_, read_state_dict
 from autoprune.prune import prune_
 from autoprune.quant import QuantSpec
-from autoprune.train import save_checkpoint
 
 
 def _float_state(name: str = "tiny_resnet", num_classes: int = 10) -> dict[str, torch.Tensor]:

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 import autoprune
+from autoprune.checkpoint import save_checkpoint
 from autoprune.config import ModelConfig
-from autoprune.models import create_model
+from autoprune.models import build_model, create_model
 from autoprune.prune import build_dependency_graph, find_groups, prune_, shrink_to_
 from autoprune.prune.groups import remove_channels_
 from autoprune.quant import QuantSpec
-from autoprune.train import build_model, save_checkpoint
 
 
 def _randomise_batchnorm(model: nn.Module) -> None:

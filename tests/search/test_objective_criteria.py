@@ -6,13 +6,13 @@ import torch
 
 from autoprune.config import ModelConfig
 from autoprune.data import load_dataset
+from autoprune.models import build_model
 from autoprune.quant import QuantSpec
 from autoprune.search.objective import (
     CandidateEvaluator,
     FinetuneConfig,
     draw_calibration_batches,
 )
-from autoprune.train import build_model
 
 
 def _evaluator(criterion: str) -> CandidateEvaluator:

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 import autoprune
+from autoprune.checkpoint import load_state_strictly, save_checkpoint
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.errors import CheckpointError
+from autoprune.models import build_model
 from autoprune.prune import prune_
 from autoprune.quant import QuantSpec
-from autoprune.train import build_model, obtain_baseline, save_checkpoint
-from autoprune.train.checkpoint import load_state_strictly
+from autoprune.train import obtain_baseline
 
 CONFIG = ModelConfig("tiny_resnet", QuantSpec.from_bits(2).to_dict(), 10, 1, 8)
 

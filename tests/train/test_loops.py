@@ -132,7 +132,8 @@ def _interrupt_at(step: int):
 def test_mixed_precision_on_cuda(tmp_path) -> None:
     """CUDA trains under autocast, interrupts and resumes; the weights stay float32."""
     from autoprune.config import DataConfig, ModelConfig
-    from autoprune.train import TrainingInterrupted, load, train_checkpoint
+    from autoprune.models import load
+    from autoprune.train import TrainingInterrupted, train_checkpoint
 
     cuda = torch.device("cuda")
     data = load_dataset("digits", max_train=256, device=cuda)

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 import autoprune
+import autoprune.checkpoint
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.errors import CheckpointError, ConfigError
+from autoprune.models import build_model
 from autoprune.train import (
     TrainingInterrupted,
-    build_model,
     make_trainer,
     obtain_baseline,
     train_checkpoint,
@@ -148,7 +149,7 @@ def test_unresumable_files_are_refused(tmp_path: Path) -> None:
     corrupt.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"corrupt.*--restart"):
         train_checkpoint(corrupt, MODEL, DATA_CONFIG, ADAM, DATA, device=CPU)
-    plain = autoprune.train.save_checkpoint(tmp_path / "plain.pt", build_model(MODEL), MODEL)
+    plain = autoprune.checkpoint.save_checkpoint(tmp_path / "plain.pt", build_model(MODEL), MODEL)
     with pytest.raises(CheckpointError, match=r"no resumable training run.*--restart"):
         train_checkpoint(plain, MODEL, DATA_CONFIG, ADAM, DATA, device=CPU)
     with pytest.raises(CheckpointError, match=r"nothing to resume.*drop --resume"):

@@ -1,12 +1,16 @@
-"""Checkpoints as plain data: the state dict plus the config that rebuilds the model.
+"""Checkpoint files as plain data: the format, atomic writing, validated reading, strict loading.
 
-They load with ``torch.load(weights_only=True)``: no pickled classes, so a checkpoint opens in
-any version of the code that knows the model's name. A pruned model also records its kept
-channels per group, from which the smaller architecture is rebuilt before loading weights.
+A checkpoint holds the state dict plus the ``ModelConfig`` that rebuilds the network. It is
+read with ``torch.load(weights_only=True)``: no pickled classes, so a file opens in any version
+of the code that knows the model's name, and opening one runs no code. A pruned network also
+records its kept channels per group, from which the smaller architecture is rebuilt
+(``autoprune.models.load_checkpoint``).
 
 A checkpoint written by ``autoprune train`` also holds a ``training`` section: the epochs done
 and, until the last one, the optimizer, data-order and RNG state to resume from (see
 ``autoprune.train.run``). The section is optional, so format version 1 covers both kinds.
+
+This module knows no architecture: models and training both build on it.
 """
 
 from __future__ import annotations
@@ -19,32 +23,10 @@ from torch import nn
 
 from autoprune.config import ModelConfig
 from autoprune.errors import CheckpointError
-from autoprune.models import create_model
-from autoprune.prune import shrink_to_
+from autoprune.paths import write_atomically
 
 FORMAT = "autoprune-checkpoint"
 VERSION = 1
-
-
-def build_model(
-    model_config: ModelConfig, kept_channels: dict[str, int] | None = None
-) -> nn.Module:
-    """The (possibly pruned) architecture described by ``model_config``, freshly initialised.
-
-    Works inside a caller's ``no_grad`` or ``inference_mode``: Torch-Pruning traces the
-    network with autograd, and parameters made in inference mode could never train.
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        model = create_model(
-            model_config.name,
-            spec=model_config.spec,
-            num_classes=model_config.num_classes,
-            in_channels=model_config.in_channels,
-        )
-        if kept_channels:
-            example = torch.zeros(1, *model_config.input_shape)
-            shrink_to_(model, kept_channels, example_input=example)
-    return model
 
 
 def save_checkpoint(
@@ -56,12 +38,10 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write atomically (temp file, then rename) so an interrupted save never corrupts one.
+    """Write ``model`` as a checkpoint, atomically (``autoprune.paths.write_atomically``).
 
     ``training`` (plain data and tensors) is stored as the optional ``training`` section.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -72,14 +52,7 @@ def save_checkpoint(
     }
     if training is not None:
         payload["training"] = training
-    partial = path.with_name(path.name + ".partial")
-    try:
-        torch.save(payload, partial)
-        partial.replace(path)
-    except BaseException:  # Ctrl-C or a full disk mid-write: the old file stays, no debris
-        partial.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda partial: torch.save(payload, partial))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -87,25 +60,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"checkpoint {path} not found: check the path or create one with "
-            "`autoprune train --out PATH`"
+            f"checkpoint {path} not found: check the path, or create one by training a model"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types on damaged files; all mean corrupt
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not an autoprune checkpoint "
-            f"({type(error).__name__}): re-create it with `autoprune train --out PATH`"
+            f"({type(error).__name__}): re-create it by training the model again"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not an autoprune checkpoint: re-create it with `autoprune train --out PATH`"
+            f"{path} is not an autoprune checkpoint: re-create it by training the model again"
         )
-    if payload.get("version", 0) > VERSION:
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {payload['version']}, newer "
+            f"checkpoint {path} has format version {version}, newer "
             f"than this autoprune ({VERSION}): upgrade autoprune"
         )
+    if not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {path} holds no state dict: re-create it")
     return payload
 
 
@@ -130,18 +105,3 @@ def load_state_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor], s
             "for this model, bit-width and dataset"
         )
     model.load_state_dict(state_dict)
-
-
-def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The ready model (pruned or not) stored in an autoprune checkpoint, in eval mode."""
-    payload = read_checkpoint(path)
-    try:
-        model_config = ModelConfig.from_dict(payload["model"])
-        model = build_model(model_config, payload.get("kept_channels") or None)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} has an invalid model description ({error}): "
-            "re-create it with `autoprune train --out PATH`"
-        ) from error
-    load_state_strictly(model, payload["state_dict"], f"checkpoint {path}")
-    return model.to(device).eval()

@@ -1,0 +1,141 @@
+"""Rebuilding networks from their plain-data description, and loading checkpoints into them.
+
+``build_model`` is the one place where a ``ModelConfig`` becomes an ``nn.Module``;
+``load_checkpoint`` is the one place where a checkpoint file becomes a ready network. A file
+names its architecture, but a user-defined one (``"package.module:factory"``) is imported only
+when the caller names the same factory, or hands over the factory or a model object: reading a
+file never runs code (see ``UntrustedModelError``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.checkpoint import load_state_strictly, read_checkpoint
+from autoprune.config import ModelConfig
+from autoprune.errors import CheckpointError, UntrustedModelError
+from autoprune.models.external import create_external_model, is_external
+from autoprune.models.registry import create_model
+from autoprune.prune import shrink_to_
+from autoprune.quant import quantize_
+
+ModelSource = str | Callable[..., nn.Module] | nn.Module | None
+"""What builds a checkpoint's architecture: its name (required to allow a user-defined
+``package.module:factory``), the factory itself, an (unpruned) model object, or None."""
+
+
+def _architecture(config: ModelConfig, what: str) -> nn.Module:
+    source = config.source
+    spec = config.spec
+    if isinstance(source, nn.Module):  # the caller's own object: copied, quantized if float
+        return quantize_(copy.deepcopy(source), spec)
+    if callable(source):
+        return create_external_model(
+            config.name,
+            spec=spec,
+            num_classes=config.num_classes,
+            in_channels=config.in_channels,
+            factory=source,
+        )
+    if is_external(config.name) and source != config.name:
+        raise UntrustedModelError(what, config.name)
+    return create_model(
+        config.name, spec=spec, num_classes=config.num_classes, in_channels=config.in_channels
+    )
+
+
+def build_model(
+    model_config: ModelConfig,
+    kept_channels: dict[str, int] | None = None,
+    *,
+    what: str = "this model description",
+) -> nn.Module:
+    """The (possibly pruned) architecture described by ``model_config``, freshly initialised.
+
+    A user-defined architecture is built only from ``model_config.source`` (see
+    ``ModelConfig``); ``what`` names the description's origin in the error otherwise.
+    Works inside a caller's ``no_grad`` or ``inference_mode``: Torch-Pruning traces the
+    network with autograd, and parameters made in inference mode could never train.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        model = _architecture(model_config, what)
+        if kept_channels:
+            example = torch.zeros(1, *model_config.input_shape)
+            shrink_to_(model, kept_channels, example_input=example)
+    return model
+
+
+def allow_source(model_config: ModelConfig, model: ModelSource, what: str) -> ModelConfig:
+    """``model_config`` (read from ``what``) allowed to be built by ``model``, which the caller
+    gave: a name must be the one the description holds."""
+    if model is None:
+        return model_config
+    if isinstance(model, str) and model != model_config.name:
+        raise CheckpointError(
+            f"{what} holds model {model_config.name!r}, not {model!r}: name the model it was "
+            "made from, or use a checkpoint of this one"
+        )
+    return replace(model_config, source=model)
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint's network (on the requested device, in training mode) and what it records."""
+
+    model: nn.Module
+    config: ModelConfig  # with the caller's ``source``, so rebuilding it needs no permission
+    kept_channels: dict[str, int]
+    metadata: dict[str, Any]
+    payload: dict[str, Any]  # everything in the file, the training section included
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: ModelSource = None,
+    device: str | torch.device = "cpu",
+    what: str | None = None,
+) -> LoadedCheckpoint:
+    """Read ``path``, rebuild its (pruned) network and load its weights strictly.
+
+    ``model`` allows a user-defined architecture (see ``ModelSource``); ``what`` names the file
+    in errors (default ``"checkpoint PATH"``). Every problem is a one-line ``CheckpointError``.
+    """
+    what = what or f"checkpoint {path}"
+    payload = read_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(payload["model"])
+        kept = {str(k): int(v) for k, v in (payload.get("kept_channels") or {}).items()}
+        config.spec  # noqa: B018  (validates the stored quantization)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(
+            f"{what} has an invalid model description ({error}): re-create it"
+        ) from error
+    config = allow_source(config, model, what)
+    network = build_model(config, kept or None, what=what)
+    load_state_strictly(network, payload["state_dict"], what)
+    return LoadedCheckpoint(
+        model=network.to(device),
+        config=config,
+        kept_channels=kept,
+        metadata=dict(payload.get("metadata") or {}),
+        payload=payload,
+    )
+
+
+def load(
+    path: str | Path, *, model: ModelSource = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The ready network (pruned or not) stored in an autoprune checkpoint, in eval mode.
+
+    A network built from your own ``package.module:factory`` needs ``model`` (that name, the
+    factory, or a model object): autoprune never imports code because a file names it.
+    """
+    return load_checkpoint(path, model=model, device=device).model.eval()
