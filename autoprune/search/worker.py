@@ -427,6 +427,8 @@ Evaluate = Callable[
 
 
 def _storage_failure(label: str, what: str, error: BaseException) -> StorageError:
+    while error.__cause__ is not None:  # Optuna wraps the driver's error in a vaguer one
+        error = error.__cause__
     reason = (str(error).strip().splitlines() or [""])[0][:160]
     full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
     full = full or "disk is full" in reason or "No space left" in reason
