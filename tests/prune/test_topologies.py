@@ -10,6 +10,8 @@ next non-depthwise layer reads it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,15 @@ from autoprune.prune import (
 )
 from autoprune.prune.groups import remove_channels_
 from autoprune.quant import QuantLinear, QuantSpec
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small convs are fastest single-threaded, and the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _randomise_batchnorm(model: nn.Module) -> None:
