@@ -14,7 +14,7 @@ from autoprune.models import MODELS, create_model
 from autoprune.prune import find_groups, prune_
 from autoprune.search.space import generate_search_space
 
-BIG_MODEL_PARAMS = 300_000  # above this, tracing and pruning run as a slow test
+BIG_MODEL_PARAMS = 1_000_000  # above this, tracing and pruning run as a slow test
 
 
 @pytest.fixture(autouse=True)
