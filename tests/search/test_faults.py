@@ -188,3 +188,26 @@ def test_sigterm_and_ctrl_c_print_one_line(tmp_path: Path) -> None:
     waiting = {tuple(t.params.items()) for t in study.trials if t.state.name == "WAITING"}
     assert all(tuple(t.params.items()) in waiting for t in stopped)
     assert not any(DISCARDED_ATTR in t.system_attrs for t in study.trials)
+
+
+def test_search_timeout_stops_cleanly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from autoprune_cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            *("search", "--model", "tiny_cnn", "--bits", "2", "--epochs", "1"),
+            *("--max-train", "128", "--device", "cpu", "--finetune-steps", "200"),
+            *("--trials", "50", "--storage", str(tmp_path / "s.db"), "--timeout", "4s"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "time limit 4s reached" in result.output
+    assert "Traceback" not in result.output
+    if (tmp_path / "s.db").exists():
+        url = f"sqlite:///{tmp_path / 's.db'}"
+        for name in optuna.get_all_study_names(url):
+            study = optuna.load_study(study_name=name, storage=url)
+            assert not [t for t in study.trials if t.state.name == "RUNNING"]
