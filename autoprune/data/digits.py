@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from autoprune.data.base import ImageArrays, register_dataset, stratified_split
+from autoprune.errors import DatasetNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +20,15 @@ TEST_SEED = 0  # fixed for good: the test split must not move with the user's --
 def load_digits(data_dir: Path | None = None) -> ImageArrays:
     """1,797 grey 8x8 digits; a fixed, stratified 20 % is held out as the test split.
 
-    ``data_dir`` is ignored: the data ships inside scikit-learn. Pixel values 0..16 are
-    rescaled to 0..255 so every dataset hands out the same uint8 range.
+    ``data_dir`` is not read: the data ships inside scikit-learn. One that does not exist is
+    still refused, as by every dataset: a mistyped folder must not go unnoticed. Pixel values
+    0..16 are rescaled to 0..255 so every dataset hands out the same uint8 range.
     """
+    if data_dir is not None and not data_dir.is_dir():
+        raise DatasetNotFoundError(
+            f"data folder {data_dir} does not exist: digits ships with scikit-learn and needs "
+            "no --data-dir, so leave it out (or pass --dataset for the data in that folder)"
+        )
     from sklearn.datasets import load_digits as sklearn_digits  # lazy: sklearn is slow to import
 
     bunch = sklearn_digits()
