@@ -195,13 +195,35 @@ def throughput(args: argparse.Namespace, out: Path) -> dict:
         for process in workers:
             process.wait()
         seconds = time.monotonic() - started
-        results[str(count)] = {
-            "trials": _complete(storage),
-            "seconds": round(seconds, 1),
-            "trials_per_min": round(60 * _complete(storage) / seconds, 1),
-        }
+        results[str(count)] = {"wall_seconds": round(seconds, 1), **_steady_rate(storage)}
         path.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _steady_rate(storage: Path) -> dict:
+    """Trials per minute once every worker runs: each worker's first trial (process start-up,
+    first-call warm-up) is left out, the rest counted from the first completion on."""
+    import optuna
+
+    from autoprune.search import open_storage
+    from autoprune.search.worker import WORKER_ATTR
+
+    study = optuna.load_study(study_name="soak", storage=open_storage(str(storage)))
+    complete = sorted(
+        (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete
+    )
+    firsts: dict[int, optuna.trial.FrozenTrial] = {}
+    for trial in complete:
+        firsts.setdefault(trial.system_attrs[WORKER_ATTR]["pid"], trial)
+    start = max(t.datetime_complete for t in firsts.values())
+    later = [t for t in complete if t.datetime_complete > start]
+    span = (complete[-1].datetime_complete - start).total_seconds()
+    return {
+        "trials": len(complete),
+        "steady_trials": len(later),
+        "steady_seconds": round(span, 1),
+        "trials_per_min": round(60 * len(later) / span, 1) if span > 0 else None,
+    }
 
 
 def report(args: argparse.Namespace, out: Path, counts: dict, speeds: dict) -> str:
@@ -224,11 +246,14 @@ def report(args: argparse.Namespace, out: Path, counts: dict, speeds: dict) -> s
         row = [sum(k["phase"] == phase and k["signal"] == s for k in kills) for s in SIGNALS]
         if any(row):
             lines.append(f"| {phase} | {row[0]} | {row[1]} |")
-    lines += ["", "| workers | trials | seconds | trials/min |", "| ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "| workers | trials | wall s (with start-up) | steady trials | steady s | trials/min |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for count, speed in speeds.items():
-        lines.append(
-            f"| {count} | {speed['trials']} | {speed['seconds']} | {speed['trials_per_min']} |"
-        )
+        cells = [speed[k] for k in ("trials", "wall_seconds", "steady_trials", "steady_seconds")]
+        lines.append(f"| {count} | {' | '.join(map(str, cells))} | {speed['trials_per_min']} |")
     tracebacks = out / "tracebacks.txt"
     lines += [
         "",

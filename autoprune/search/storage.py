@@ -23,6 +23,7 @@ JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 # A worker that stops beating for this long is considered dead; its trial is failed and retried.
 HEARTBEAT_INTERVAL_S = 30
 HEARTBEAT_GRACE_S = 120
+JOURNAL_LOCK_GRACE_S = 10  # a journal write holds its lock for milliseconds
 LIVENESS = Liveness(interval=HEARTBEAT_INTERVAL_S, grace=HEARTBEAT_GRACE_S)
 # the drivers SQLAlchemy 2 picks for each URL scheme, and the extra that installs them
 DRIVER_HINTS = {
@@ -40,7 +41,9 @@ class SafeJournalFileBackend(JournalFileBackend):
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._write_lock = JournalFileSymlinkLock(path)
+        # a writer killed while holding the lock leaves it behind; others break it after
+        # this long (Optuna's default, 30 s, stalls every worker that long)
+        self._write_lock = JournalFileSymlinkLock(path, grace_period=JOURNAL_LOCK_GRACE_S)
         super().__init__(path, lock_obj=self._write_lock)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
