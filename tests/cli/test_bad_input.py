@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shlex
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -96,6 +98,9 @@ CASES = [
     C(f"{SEARCH} --finetune-steps two", "Input should be a valid integer"),
     C(f"{SEARCH} --method layerwise --evaluations 1", "Invalid value for '--evaluations'"),
     C(f"{SEARCH} --max-train 0", "max_train must be >= 1, got 0"),
+    C(f"{SEARCH} --timeout -5m", "is not a duration"),
+    C(f"{SEARCH} --timeout 0", "must be longer than 0 s"),
+    C(f"{SEARCH} --timeout soon", "timeout 'soon' is not a duration"),
     C(f"{SEARCH} --workers -1", "Invalid value for '--workers'"),
     C(f"{SEARCH} --image-size 0", "Invalid value for '--image-size'"),
     C(f"{LAYERWISE} --alpha nan", "alpha", xfail=ALPHA, slow=True),
@@ -357,3 +362,21 @@ def test_the_table_covers_every_command() -> None:
     }
     covered = {shlex.split(case.argv)[0] for case in CASES}
     assert commands == covered
+
+
+def test_the_installed_command_prints_the_same_single_line(
+    fixtures: dict[str, str], tmp_path: Path
+) -> None:
+    """The in-process runs above stand for a real process: real stderr, logging and warnings."""
+    argv = shlex.split(_fill(f"{SEARCH} --search-space {{yaml:typo}}", fixtures))
+    done = subprocess.run(
+        [sys.executable, "-m", "autoprune_cli", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AUTOPRUNE_CACHE": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert "unknown key 'hihg' in ratio (did you mean 'high'?)" in done.stderr
