@@ -119,7 +119,7 @@ def export_trial(
             data=data,
             model_config=model_config,
             criterion=config["criterion"],
-            finetune_config=FinetuneConfig(**config["finetune"]),
+            finetune_config=FinetuneConfig.from_dict(config["finetune"]),
         )
         network, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
     val, test = evaluate(network, data, "val"), evaluate(network, data, "test")

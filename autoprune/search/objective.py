@@ -13,24 +13,90 @@ from autoprune.config import ModelConfig, require_number
 from autoprune.data import DataSplits
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA, prune_
-from autoprune.train import Progress, evaluate, finetune
+from autoprune.train import (
+    Distillation,
+    Progress,
+    evaluate,
+    finetune,
+    recalibrate_batchnorm,
+)
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How each candidate is recovered before it is scored: a short fixed budget."""
+    """How each candidate is recovered before it is scored: a short fixed budget.
+
+    - ``bn_batches``: training batches on which every BatchNorm's statistics are re-estimated
+      right after pruning (0: off), see ``autoprune.train.recalibrate_batchnorm``.
+    - ``steps`` Adam steps at peak ``lr``, reached after a linear warmup over ``warmup`` (a
+      fraction of the steps), then cosine decay to 0.
+    - ``distill``: weight of knowledge distillation from the unpruned network at
+      ``temperature`` (0: plain cross-entropy), see ``autoprune.train.Distillation``.
+    """
 
     steps: int = 40
     lr: float = 1e-3
     batch_size: int = 128
+    warmup: float = 0.0
+    distill: float = 0.0
+    temperature: float = 4.0
+    bn_batches: int = 0
 
     def __post_init__(self) -> None:
         require_number("finetune steps", self.steps, low=0, integer=True)
         require_number("finetune lr", self.lr, low=0.0, strict=True)
         require_number("finetune batch_size", self.batch_size, low=1, integer=True)
+        require_number("finetune warmup", self.warmup, low=0.0, below=1.0)
+        require_number("finetune distill", self.distill, low=0.0, below=1.0 + 1e-12)
+        require_number("finetune temperature", self.temperature, low=0.0, strict=True)
+        require_number("finetune bn_batches", self.bn_batches, low=0, integer=True)
 
     def to_dict(self) -> dict[str, float]:
-        return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size}
+        return {
+            "steps": self.steps,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "warmup": self.warmup,
+            "distill": self.distill,
+            "temperature": self.temperature,
+            "bn_batches": self.bn_batches,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float]) -> FinetuneConfig:
+        """Stored configs from before a field existed get the value that reproduces them."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def recover(
+        self,
+        model: nn.Module,
+        data: DataSplits,
+        *,
+        teacher: nn.Module | None,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> None:
+        """Recover a freshly pruned ``model`` in place as configured."""
+        recalibrate_batchnorm(
+            model, data, batches=self.bn_batches, batch_size=self.batch_size, seed=seed
+        )
+        distillation = (
+            Distillation(teacher, weight=self.distill, temperature=self.temperature)
+            if self.distill > 0 and teacher is not None
+            else None
+        )
+        torch.manual_seed(seed)
+        finetune(
+            model,
+            data,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_steps=round(self.warmup * self.steps),
+            distillation=distillation,
+            seed=seed,
+            progress=progress,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,15 +187,8 @@ class CandidateEvaluator:
             seed=seed,
         )
         pruned = time.perf_counter()
-        torch.manual_seed(seed)
-        finetune(
-            model,
-            self.data,
-            steps=self.finetune_config.steps,
-            batch_size=self.finetune_config.batch_size,
-            lr=self.finetune_config.lr,
-            seed=seed,
-            progress=progress,
+        self.finetune_config.recover(
+            model, self.data, teacher=self.baseline, seed=seed, progress=progress
         )
         if seconds is not None:
             seconds.update(prune=pruned - started, finetune=time.perf_counter() - pruned)

@@ -137,6 +137,65 @@ def steps_per_epoch(data: ImageData, batch_size: int) -> int:
     return math.ceil(data.num_examples("train") / batch_size)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation from a fixed teacher's logits (Hinton et al., 2015).
+
+    The training loss becomes ``(1 - weight) * CE(s, y) + weight * T^2 * KL(p_t || p_s)`` with
+    ``p = softmax(logits / T)``; ``T^2`` keeps the gradient scale independent of ``T``. For a
+    pruned candidate the teacher is the unpruned quantized network: its soft targets carry
+    what the pruned channels computed, which a few labelled batches cannot.
+    """
+
+    teacher: nn.Module
+    weight: float = 1.0
+    temperature: float = 4.0
+
+    def loss(
+        self, logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher(images)
+        t = self.temperature
+        soft = F.kl_div(
+            F.log_softmax(logits.float() / t, dim=1),
+            F.log_softmax(target.float() / t, dim=1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        hard = F.cross_entropy(logits, labels) if self.weight < 1 else logits.new_zeros(())
+        return (1 - self.weight) * hard + self.weight * t * t * soft
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, data: ImageData, *, batches: int, batch_size: int, seed: int = 0
+) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``batches`` training batches.
+
+    Pruning removes channels that fed the next layers, so the statistics those layers' norms
+    hold describe a network that no longer exists; a cumulative average over a few batches
+    (drawn and augmented as in training, as the originals were) costs forward passes only.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    momenta = [norm.momentum for norm in norms]
+    was_training = model.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative moving average: every batch counts the same
+    model.train()
+    memory_format = training_memory_format(_device_of(model))
+    generator = torch.Generator().manual_seed(seed)
+    stream = data.batches("train", batch_size, train=True, generator=generator)
+    for _, (images, _labels) in zip(range(batches), stream, strict=False):
+        model(to_memory_format(images, memory_format))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
 class Trainer:
     """Optimises ``model`` on the training split of ``data`` for ``total_steps`` steps.
 
@@ -162,8 +221,10 @@ class Trainer:
         warmup_steps: int = 0,
         seed: int = 0,
         precision: torch.dtype = torch.float32,
+        distillation: Distillation | None = None,
     ) -> None:
         self.model = model
+        self.distillation = distillation
         self.data = data
         self.device = _device_of(model)
         self.memory_format = training_memory_format(self.device)
@@ -198,7 +259,11 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=self.precision, enabled=self.precision != torch.float32
         ):
-            loss = F.cross_entropy(self.model(images), labels)
+            logits = self.model(images)
+            if self.distillation is None:
+                loss = F.cross_entropy(logits, labels)
+            else:
+                loss = self.distillation.loss(logits, images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -217,6 +282,9 @@ class Trainer:
         the end saves a device synchronisation per step.
         """
         self.model.train()
+        if self.distillation is not None:
+            self.distillation.teacher.eval()
+            self.distillation.teacher.to(memory_format=self.memory_format)
         stop = min(self.step + steps, self.total_steps)
         losses: list[torch.Tensor] = []
         while self.step < stop:
@@ -327,10 +395,13 @@ def finetune(
     lr: float,
     seed: int = 0,
     amp: str = "off",
+    warmup_steps: int = 0,
+    distillation: Distillation | None = None,
     progress: Progress | None = None,
 ) -> float:
-    """A short fixed budget of ``steps`` Adam steps with cosine decay (a pruned candidate's
-    recovery); returns the mean loss of the last 10 % of steps."""
+    """A short fixed budget of ``steps`` Adam steps, a linear warmup of ``warmup_steps`` then
+    cosine decay (a pruned candidate's recovery), optionally distilled from a teacher; returns
+    the mean loss of the last 10 % of steps."""
     if steps <= 0:
         return float("nan")
     trainer = Trainer(
@@ -339,7 +410,9 @@ def finetune(
         total_steps=steps,
         batch_size=batch_size,
         lr=lr,
+        warmup_steps=min(warmup_steps, steps),
         seed=seed,
         precision=resolve_precision(amp, _device_of(model)),
+        distillation=distillation,
     )
     return _tail_mean(trainer.run(steps, progress))
