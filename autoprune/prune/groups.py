@@ -105,14 +105,6 @@ def _out_handler(layer: nn.Module):
     )
 
 
-def _is_out_handler(handler) -> bool:
-    return getattr(handler, "__name__", "") == "prune_out_channels"
-
-
-def _is_in_handler(handler) -> bool:
-    return getattr(handler, "__name__", "") == "prune_in_channels"
-
-
 @contextlib.contextmanager
 def plain_forward(model: nn.Module) -> Iterator[None]:
     """Temporarily swap every quantizer for ``nn.Identity`` so tracing sees plain layers.
@@ -194,7 +186,7 @@ def _scan(model: nn.Module, graph: tp.DependencyGraph, residual: bool) -> _Scan:
             if not isinstance(layer, PrunableLayer):
                 continue
             table = _index_table([int(i) for i in item.idxs], item.root_idxs, channels)
-            if _is_out_handler(handler) and not is_depthwise(layer):
+            if graph.is_out_channel_pruning_fn(handler) and not is_depthwise(layer):
                 producers.append(layer)
                 one_to_one = (
                     table is not None
@@ -214,7 +206,7 @@ def _scan(model: nn.Module, graph: tp.DependencyGraph, residual: bool) -> _Scan:
                 continue
             consumers.append(layer)
             indices[layer] = table
-            if _is_out_handler(handler):  # a depthwise conv: reads and produces the channels
+            if graph.is_out_channel_pruning_fn(handler):  # depthwise: reads and produces them
                 depthwise.append(layer)
         covered.update(producers)
         grouped = next((layer for layer in consumers + producers if is_grouped(layer)), None)
