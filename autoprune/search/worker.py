@@ -278,7 +278,9 @@ def fail_dead_trials(
     failed (another worker failing the same trial at once gets an error and skips it)."""
     if _uses_optuna_heartbeat(storage):
         # Optuna's own check; its callback (storage.open_storage) re-queues like ours does
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     machine = machine_identity()
     now = time.time()
     failed = []
