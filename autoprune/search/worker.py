@@ -508,13 +508,16 @@ class Worker:
 
     def _one_trial(self, *, allow_duplicate: bool) -> str:
         self.observer.phase("sampling")
-        with self._store("starting a trial"), warnings.catch_warnings():
-            # Optuna warns that its heartbeat expects optimize(): we beat ourselves (Heartbeat)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-            trial = self.study.ask()
         heartbeat: Heartbeat | None = None
+        trial: optuna.Trial | None = None
         try:
-            with self._store("starting a trial"):
+            # one deferred block: a stop lands after the trial is asked, marked and sampled
+            with self._store("starting a trial"), warnings.catch_warnings():
+                # Optuna warns its heartbeat expects optimize(): we beat ourselves (Heartbeat)
+                warnings.filterwarnings(
+                    "ignore", message="Heartbeat of storage", category=UserWarning
+                )
+                trial = self.study.ask()
                 heartbeat = Heartbeat(self.storage, trial._trial_id, self.liveness)
                 ratios = self.suggest(trial)
                 verdict = self._verdict(trial, allow_duplicate)
@@ -552,17 +555,19 @@ class Worker:
             return "complete"
         except UpdateFinishedTrialError:
             # another worker took this one for dead (a stalled worker): its retry redoes it
-            logger.warning("trial %d was failed by another worker; moving on", trial.number)
+            logger.warning("a trial was failed by another worker; moving on")
             return "discarded"
         except KeyboardInterrupt:
-            with self.control.deferred():
-                self._stop_trial(trial, "interrupted")
+            if trial is not None:
+                with self.control.deferred():
+                    self._stop_trial(trial, "interrupted")
             raise
         except StorageError:
             raise  # the trial stays RUNNING; its beats stop and a later worker retries it
         except BaseException:
-            with self.control.deferred():
-                self._stop_trial(trial, "error", requeue_it=False)
+            if trial is not None:
+                with self.control.deferred():
+                    self._stop_trial(trial, "error", requeue_it=False)
             raise
         finally:
             if heartbeat is not None:
