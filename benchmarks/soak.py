@@ -148,7 +148,12 @@ def account(storage: Path) -> dict:
     from optuna.trial import TrialState
 
     from autoprune.search import open_storage
-    from autoprune.search.worker import RETRY_HISTORY_ATTR, accounted, params_key
+    from autoprune.search.worker import (
+        GIVEN_UP_ATTR,
+        RETRY_HISTORY_ATTR,
+        accounted,
+        params_key,
+    )
 
     study = optuna.load_study(study_name="soak", storage=open_storage(str(storage)))
     trials = study.trials
@@ -157,10 +162,13 @@ def account(storage: Path) -> dict:
     retried_numbers = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY_ATTR, [])}
     failed = [t for t in trials if t.state == TrialState.FAIL and accounted(t)]
     evaluated = [t for t in failed if t.params]
+    given_up = [t.number for t in evaluated if GIVEN_UP_ATTR in t.system_attrs]
     lost = [
         t.number
         for t in evaluated
-        if t.number not in retried_numbers and params_key(t.params) not in set(keys)
+        if t.number not in retried_numbers
+        and params_key(t.params) not in set(keys)
+        and t.number not in given_up
     ]
     return {
         "complete": len(complete),
@@ -170,6 +178,7 @@ def account(storage: Path) -> dict:
         "retries_completed": sum(RETRY_HISTORY_ATTR in t.system_attrs for t in complete),
         "duplicated": len(keys) - len(set(keys)),
         "lost": len(lost),
+        "given_up_after_5_dead_workers": len(given_up),
         "discarded_unevaluated": sum(not accounted(t) for t in trials),
         "still_running": sum(t.state == TrialState.RUNNING for t in trials),
         "waiting": sum(t.state == TrialState.WAITING for t in trials),

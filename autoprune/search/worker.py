@@ -23,6 +23,7 @@ storage. What keeps them from wasting or losing work, on every storage:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -57,7 +58,8 @@ DEATHS_ATTR = "autoprune:deaths"  # times a point's worker died; past MAX_DEATHS
 RETRY_OF_ATTR = "failed_trial"  # Optuna's RetryFailedTrialCallback convention
 RETRY_HISTORY_ATTR = "retry_history"
 REFERENCE_KEY = "reference"  # user attribute labelling the enqueued reference points
-MAX_DEATHS = 3
+GIVEN_UP_ATTR = "autoprune:given_up"  # on a trial whose point is not retried (MAX_DEATHS)
+MAX_DEATHS = 5
 ALIVE = (TrialState.COMPLETE, TrialState.RUNNING)
 
 
@@ -294,10 +296,22 @@ def fail_dead_trials(
         else:  # died between being asked and its first beat (or not ours at all)
             beat = _last_beat(trial)
             dead = beat is not None and now - beat > liveness.grace
-        if dead and _fail(storage, trial, "dead worker"):
+        if dead and _requeue_then_fail(study, storage, trial, "dead worker", died=True):
             failed.append(trial)
-            requeue(study, storage, storage.get_trial(trial._trial_id), died=True)
     return failed
+
+
+def _requeue_then_fail(
+    study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, why: str, *, died: bool
+) -> bool:
+    """Queue the trial's point again, then FAIL it; True if this call failed it.
+
+    In this order a worker killed in between leaves the trial running (found dead again,
+    its copy already queued), never failed without a retry. Two workers doing this at once
+    queue one copy (``enqueue_once``) and only one of them fails the trial.
+    """
+    requeue(study, storage, trial, died=died)
+    return _fail(storage, trial, why)
 
 
 def _fail(storage: BaseStorage, trial: FrozenTrial, why: str) -> bool:
@@ -329,16 +343,19 @@ def enqueue_once(
     *,
     user_attrs: Mapping[str, Any] | None = None,
     system_attrs: Mapping[str, Any] | None = None,
+    exclude: int | None = None,
 ) -> bool:
-    """Queue ``params`` unless a complete, running or waiting trial holds them; True if queued.
+    """Queue ``params`` unless a complete, running or waiting trial (other than number
+    ``exclude``) holds them; True if queued.
 
     Two workers queueing the same point at once both add it; ``drop_duplicate_waiting`` then
     removes the later copy.
     """
     key = params_key(params)
     alive = (*ALIVE, TrialState.WAITING)
-    if any(params_key(t.params) == key for t in study.get_trials(deepcopy=False, states=alive)):
-        return False
+    for trial in study.get_trials(deepcopy=False, states=alive):
+        if trial.number != exclude and params_key(trial.params) == key:
+            return False
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
@@ -353,12 +370,14 @@ def enqueue_once(
 
 
 def drop_duplicate_waiting(study: optuna.Study, storage: BaseStorage) -> None:
-    """Discard each waiting trial whose point a lower-numbered live trial already holds.
+    """Discard each waiting trial whose point a lower-numbered complete or waiting trial holds.
 
     The lowest copy is never discarded, and a copy is claimed (WAITING -> RUNNING, atomic in
     Optuna's storages) before it is failed, so a copy another worker just took is left alone.
+    Running trials do not count: the one being re-queued is still running, and a copy of a
+    point still running elsewhere is dropped when popped (``Worker._verdict``).
     """
-    alive = (*ALIVE, TrialState.WAITING)
+    alive = (TrialState.COMPLETE, TrialState.WAITING)
     first: dict[tuple, int] = {}
     for trial in sorted(study.get_trials(deepcopy=False, states=alive), key=lambda t: t.number):
         key = params_key(trial.params)
@@ -387,6 +406,8 @@ def requeue(
     deaths = int(trial.system_attrs.get(DEATHS_ATTR, 0)) + int(died)
     if deaths >= MAX_DEATHS:
         logger.warning("trial %d: its worker died %d times; not retried", trial.number, deaths)
+        with contextlib.suppress(UpdateFinishedTrialError):
+            storage.set_trial_system_attr(trial._trial_id, GIVEN_UP_ATTR, deaths)
         return False
     history = [*trial.system_attrs.get(RETRY_HISTORY_ATTR, []), trial.number]
     system_attrs = {
@@ -402,6 +423,7 @@ def requeue(
         trial.distributions,
         user_attrs=user_attrs,
         system_attrs=system_attrs,
+        exclude=trial.number,
     )
 
 
@@ -597,8 +619,11 @@ class Worker:
     def _stop_trial(self, trial: optuna.Trial, why: str, *, requeue_it: bool = True) -> None:
         """Fail the running trial (best effort: a lost storage leaves it to the dead check)."""
         try:
-            if _fail(self.storage, self.storage.get_trial(trial._trial_id), why) and requeue_it:
-                requeue(self.study, self.storage, self.storage.get_trial(trial._trial_id))
+            frozen = self.storage.get_trial(trial._trial_id)
+            if requeue_it:
+                _requeue_then_fail(self.study, self.storage, frozen, why, died=False)
+            else:
+                _fail(self.storage, frozen, why)
         except KeyboardInterrupt:
             raise
         except Exception as error:
