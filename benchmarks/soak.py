@@ -163,12 +163,13 @@ def account(storage: Path) -> dict:
     failed = [t for t in trials if t.state == TrialState.FAIL and accounted(t)]
     evaluated = [t for t in failed if t.params]
     given_up = [t.number for t in evaluated if GIVEN_UP_ATTR in t.system_attrs]
+    # lost: a point a failed trial held that no complete trial evaluated and no queued one
+    # will (whatever retries happened in between)
+    queued = {params_key(t.params) for t in trials if t.state == TrialState.WAITING}
     lost = [
         t.number
         for t in evaluated
-        if t.number not in retried_numbers
-        and params_key(t.params) not in set(keys)
-        and t.number not in given_up
+        if params_key(t.params) not in set(keys) | queued and t.number not in given_up
     ]
     return {
         "complete": len(complete),

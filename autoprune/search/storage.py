@@ -96,6 +96,13 @@ def storage_url(spec: str) -> str:
     return spec if "://" in spec else f"sqlite:///{Path(spec).expanduser()}"
 
 
+def storage_file(spec: str) -> Path | None:
+    """The local file a storage names (SQLite or journal); None for a database server."""
+    if spec.startswith("sqlite:///"):
+        return Path(spec.removeprefix("sqlite:///")).expanduser()
+    return None if "://" in spec else Path(spec).expanduser()
+
+
 def driver_hint(spec: str) -> str:
     scheme = spec.split("://", 1)[0].split("+", 1)[0] if "://" in spec else "sqlite"
     return DRIVER_HINTS.get(scheme, "its SQLAlchemy driver")
@@ -127,8 +134,12 @@ def open_storage(
                     f"storage {spec}: folder {folder} does not exist; create it "
                     "or pass another --storage"
                 )
+        # several processes on one SQLite file take turns writing: wait for the lock rather
+        # than fail with "database is locked" after SQLite's default 5 s
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
         return RDBStorage(
             url,
+            engine_kwargs=engine_kwargs,
             heartbeat_interval=max(1, round(liveness.interval)),
             grace_period=max(1, round(liveness.grace)),
             heartbeat_stale_trial_callback=requeue_stale_trial,
