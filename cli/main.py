@@ -48,6 +48,7 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
+from autoprune.search.storage import storage_file
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
 from autoprune_cli.render import (
@@ -379,7 +380,7 @@ def pareto(
 ) -> None:
     """Show the accuracy/size Pareto front of a study."""
     _require_existing(storage)
-    study_file = {"the study's storage": _storage_file(storage)}
+    study_file = {"the study's storage": storage_file(storage)}
     for flag, path in (("--csv", csv), ("--json", json)):
         if path not in (None, "-"):
             check_output(path, inputs=study_file, what=flag)
@@ -561,10 +562,10 @@ def export(
     if onnx is not None:
         require_onnx()  # before the rebuild, not after it
     _require_existing(storage)
-    study_file = {"the study's storage": _storage_file(storage)}
+    study_file = {"the study's storage": storage_file(storage)}
     check_output(out, inputs=study_file, what="--out")
     if onnx is not None:
-        check_output(onnx, inputs={**study_file, "--out": out}, what="--onnx")
+        check_output(onnx, inputs={**study_file, "the --out file": out}, what="--onnx")
     loaded = load_existing_study(open_storage(storage), study)
     result = export_trial(loaded, trial, out, data_dir=data_dir, device=device, model=model)
     console.print(
@@ -628,9 +629,8 @@ def prune(
     check_output(out, inputs={"the checkpoint being pruned": checkpoint}, what="--out")
     if onnx is not None:
         require_onnx()
-        check_output(
-            onnx, inputs={"the checkpoint being pruned": checkpoint, "--out": out}, what="--onnx"
-        )
+        pruned_files = {"the checkpoint being pruned": checkpoint, "the --out file": out}
+        check_output(onnx, inputs=pruned_files, what="--onnx")
     report = prune_checkpoint(
         checkpoint,
         out,
@@ -652,13 +652,6 @@ def prune(
     )
     if onnx is not None:
         _write_onnx(report.path, onnx, model)
-
-
-def _storage_file(storage: str) -> Path | None:
-    """The local file a storage names (SQLite or journal), None for a database server."""
-    if storage.startswith("sqlite:///"):
-        return Path(storage.removeprefix("sqlite:///"))
-    return None if "://" in storage else Path(storage).expanduser()
 
 
 def _require_existing(storage: str) -> None:

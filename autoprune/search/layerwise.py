@@ -34,8 +34,9 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from autoprune.checkpoint import save_checkpoint
-from autoprune.config import ModelConfig
+from autoprune.config import ModelConfig, require_number
 from autoprune.data import DataSplits
+from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.models import load_checkpoint
 from autoprune.prune import CRITERIA, prune_
@@ -64,8 +65,19 @@ class LayerwiseConfig:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        if not 1 <= self.probes <= self.evaluations:
-            raise ValueError("layer-wise search needs 1 <= probes <= evaluations")
+        require_number("layerwise evaluations", self.evaluations, low=1, integer=True)
+        require_number("layerwise probes", self.probes, low=1, integer=True)
+        if self.probes > self.evaluations:
+            raise ConfigError(
+                f"layerwise probes ({self.probes}) exceed the evaluations per group "
+                f"({self.evaluations}): give at least as many evaluations as probes"
+            )
+        require_number("layerwise alpha", self.alpha, low=0.0)
+        require_number("layerwise retrain_threshold", self.retrain_threshold, low=0.0, below=1.0)
+        require_number("layerwise retrain_steps", self.retrain_steps, low=0, integer=True)
+        require_number("layerwise final_steps", self.final_steps, low=0, integer=True)
+        require_number("layerwise lr", self.lr, low=0.0, strict=True)
+        require_number("layerwise batch_size", self.batch_size, low=1, integer=True)
 
     @property
     def random_points(self) -> int:

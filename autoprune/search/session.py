@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import optuna
 import torch
 
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
@@ -28,9 +29,14 @@ from autoprune.prune import CRITERIA
 from autoprune.quant import QuantSpec, parse_edge_bits
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
-from autoprune.search.samplers import DistinctSampler
+from autoprune.search.samplers import SAMPLERS, DistinctSampler
 from autoprune.search.space import load_search_space
-from autoprune.search.storage import DEFAULT_STORAGE, open_storage, storage_liveness
+from autoprune.search.storage import (
+    DEFAULT_STORAGE,
+    open_storage,
+    storage_file,
+    storage_liveness,
+)
 from autoprune.search.study import (
     BASELINE_PATH_ATTR,
     REFERENCE_ATTR,
@@ -110,6 +116,22 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Delete a storage file (and its SQLite side files) that holds no trial of any study."""
+    if not path.is_file():
+        return
+    try:
+        summaries = optuna.get_all_study_summaries(open_storage(str(path)))
+    except Exception:  # unreadable: not ours to judge, leave it
+        return
+    if all(summary.n_trials == 0 for summary in summaries):
+        for leftover in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
+            leftover.unlink(missing_ok=True)
+
+
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -119,13 +141,25 @@ class SearchSession:
         self, request: SearchRequest, *, baseline_progress: Progress | None = None
     ) -> None:
         self.request = request
+        # a command that fails must not leave a new, empty storage file behind
+        new_file = storage_file(request.storage)
+        if new_file is not None and new_file.exists():
+            new_file = None
+        try:
+            self._prepare(request, baseline_progress)
+        except BaseException:
+            if new_file is not None:
+                _remove_if_empty(new_file)
+            raise
+
+    def _prepare(self, request: SearchRequest, baseline_progress: Progress | None) -> None:
         if request.method not in METHODS:
             raise ConfigError(
                 f"unknown search method {request.method!r}: use one of {', '.join(METHODS)}"
             )
+        SAMPLERS.get(request.sampler)  # unknown names fail before the study is touched
+        CRITERIA.get(request.criterion)
         self.device = resolve_device(request.device)
-        # Open the storage first: an unreachable one should fail before minutes of training.
-        self.storage = open_storage(request.storage)
         self.data = load_dataset(
             request.dataset,
             data_dir=request.data_dir,
@@ -175,7 +209,8 @@ class SearchSession:
             # no per-trial fine-tuning in this method; its own schedule defines the study
             del config["finetune"]
             config.update(method="layerwise", layerwise=request.layerwise.to_dict())
-        CRITERIA.get(request.criterion)  # fail fast on an unknown criterion
+        # Opened once the request is known to be valid, still before minutes of training.
+        self.storage = open_storage(request.storage)
         self.study, self.created = open_study(self.storage, self.study_name, config=config)
         # Seeded per trial (seed + trial number): a resumed run, or a worker joining others,
         # draws new start-up points, and never one another trial holds.
