@@ -608,8 +608,14 @@ def prune(
         float | None, typer.Option(help="One fraction for every block-internal group.")
     ] = None,
     residual: Annotated[
-        bool, typer.Option("--residual", help="With --uniform, prune the residual groups too.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--residual/--no-residual",
+            help="With --uniform: also prune the channels shared through residual additions "
+            "(the default), or only the groups inside blocks.",
+            show_default="--residual",
+        ),
+    ] = None,
     criterion: Annotated[
         str,
         typer.Option(

@@ -86,7 +86,7 @@ def describe_checkpoint(path: str | Path, *, model: ModelSource = None) -> Check
     original: dict[str, int] = {}
     if kept:
         example = torch.zeros(1, *model_config.input_shape)
-        groups = find_groups(build_model(model_config), example)
+        groups = find_groups(build_model(model_config), example, residual=True)
         original = {g.name: g.num_channels for g in groups if g.name in kept}
     training = loaded.payload.get("training")
     try:

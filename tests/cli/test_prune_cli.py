@@ -36,6 +36,12 @@ def test_prune_uniform_prints_the_table_and_reloads(trained: Path, tmp_path: Pat
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     metadata = read_checkpoint(out)["metadata"]
     assert metadata["criterion"] == "angle-next" and metadata["source"] == str(trained)
+    # residual groups are pruned by default; --no-residual keeps to the block-internal ones
+    assert any(name.startswith("residual:") for name in read_checkpoint(out)["kept_channels"])
+    inner = tmp_path / "inner.pt"
+    args = ["prune", str(trained), "--out", str(inner), "--uniform", "0.5", "--no-residual"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert not any(n.startswith("residual:") for n in read_checkpoint(inner)["kept_channels"])
 
 
 def test_prune_ratios_with_taylor_calibrates_on_the_recorded_data(
