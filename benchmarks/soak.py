@@ -162,14 +162,12 @@ def account(storage: Path) -> dict:
     retried_numbers = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY_ATTR, [])}
     failed = [t for t in trials if t.state == TrialState.FAIL and accounted(t)]
     evaluated = [t for t in failed if t.params]
-    given_up = [t.number for t in evaluated if GIVEN_UP_ATTR in t.system_attrs]
+    given_up = {params_key(t.params) for t in evaluated if GIVEN_UP_ATTR in t.system_attrs}
     # lost: a point a failed trial held that no complete trial evaluated and no queued one
     # will (whatever retries happened in between)
     queued = {params_key(t.params) for t in trials if t.state == TrialState.WAITING}
     lost = [
-        t.number
-        for t in evaluated
-        if params_key(t.params) not in set(keys) | queued and t.number not in given_up
+        t.number for t in evaluated if params_key(t.params) not in set(keys) | queued | given_up
     ]
     return {
         "complete": len(complete),
@@ -179,7 +177,7 @@ def account(storage: Path) -> dict:
         "retries_completed": sum(RETRY_HISTORY_ATTR in t.system_attrs for t in complete),
         "duplicated": len(keys) - len(set(keys)),
         "lost": len(lost),
-        "given_up_after_5_dead_workers": len(given_up),
+        "points_given_up_after_5_dead_workers": len(given_up),
         "discarded_unevaluated": sum(not accounted(t) for t in trials),
         "still_running": sum(t.state == TrialState.RUNNING for t in trials),
         "waiting": sum(t.state == TrialState.WAITING for t in trials),
