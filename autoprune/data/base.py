@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from autoprune.errors import ConfigError
+from autoprune.preprocess import Preprocess
 from autoprune.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 DATA_DIR_ENV = "AUTOPRUNE_DATA_DIR"
 CACHE_DIR_ENV = "AUTOPRUNE_CACHE"
 SPLITS = ("train", "val", "test")
+# Training augmentation recipes. none: the evaluation view; light: a small random crop of the
+# padded image, mirrored where the dataset allows it (small images, digits, text); imagenet:
+# random resized crop and flip (image folders only). Each dataset picks its default.
+AUGMENTATIONS = ("none", "light", "imagenet")
 
 
 @runtime_checkable
@@ -53,6 +58,10 @@ class ImageData(Protocol):
     in_channels: int
     image_size: int
     classes: tuple[str, ...]
+    augmentation: str  # the training recipe in use, one of AUGMENTATIONS
+    # and a ``preprocessing`` property (an ``autoprune.preprocess.Preprocess``): what a model
+    # trained on the data needs at inference; not a protocol member, so that ``isinstance``
+    # checks do not compute it
 
     def num_examples(self, split: str) -> int:
         """How many samples one pass over ``split`` ('train', 'val' or 'test') yields."""
@@ -135,6 +144,15 @@ class LoadOptions:
     max_train: int | None = None
     workers: int | None = None
     image_size: int | None = None
+    augment: str | None = None  # one of AUGMENTATIONS; None: the dataset's default
+
+
+def check_augment(augment: str | None) -> None:
+    """``ConfigError`` unless ``augment`` is None or one of ``AUGMENTATIONS``."""
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise ConfigError(
+            f"unknown augmentation {augment!r}: choose one of {', '.join(AUGMENTATIONS)}"
+        )
 
 
 class StreamingSource(ABC):
@@ -278,6 +296,19 @@ class DataSplits:
     classes: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    augmentation: str = "light"  # "light" (crop_padding, flip) or "none"
+
+    @property
+    def preprocessing(self) -> Preprocess:
+        """What a model trained on this data needs at inference (see ``autoprune.preprocess``)."""
+        return Preprocess(
+            image_size=self.image_size,
+            in_channels=self.in_channels,
+            crop_fraction=1.0,
+            mean=self.mean,
+            std=self.std,
+            classes=self.classes,
+        )
 
     def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``(images, labels)`` of ``split`` in {'train', 'val', 'test'}."""
@@ -291,6 +322,8 @@ class DataSplits:
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """This dataset's training augmentation: random crop, then random flip if allowed."""
+        if self.augmentation == "none":
+            return x
         x = random_crop(x, self.crop_padding, generator)
         return random_flip(x, generator) if self.flip else x
 
@@ -332,6 +365,7 @@ def load_dataset(
     max_train: int | None = None,
     workers: int | None = None,
     image_size: int | None = None,
+    augment: str | None = None,
 ) -> ImageData:
     """Load a registered dataset and make it ready for training.
 
@@ -339,7 +373,14 @@ def load_dataset(
     ``seed`` (streaming datasets with their own ``val/`` and ``test/`` folders use those).
     ``max_train`` caps the remaining training split (a random, seeded subset) for quick runs.
     In-memory datasets compute normalisation statistics on the final training split only, so
-    neither validation nor test data leaks into them; streaming ones use ImageNet's.
+    neither validation nor test data leaks into them; so does ``imagefolder`` (on a seeded
+    sample of its training images), while ``imagenet`` uses ImageNet's.
+
+    ``augment`` (``AUGMENTATIONS``; None: the dataset's default) picks the training recipe:
+    in-memory datasets default to ``light`` (their own padding, flips only where a mirrored
+    image keeps its label) and accept ``none``; image folders default to ``light`` for images
+    of at most 64 px (no flips for grey images, which are often digits or text) and to
+    ``imagenet`` above, with the 87.5 % centre crop at evaluation only in the latter case.
 
     ``workers`` (data-loader processes) only concerns streaming datasets and is ignored by
     in-memory ones, which batch on the device. ``image_size`` resizes streaming datasets'
@@ -355,11 +396,17 @@ def load_dataset(
         raise ConfigError(f"workers must be >= 0, got {workers}")
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be >= 1, got {image_size}")
+    check_augment(augment)
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     device = torch.device(device)
     if isinstance(loader, StreamingSource):
-        options = LoadOptions(val_fraction, seed, device, max_train, workers, image_size)
+        options = LoadOptions(val_fraction, seed, device, max_train, workers, image_size, augment)
         return loader.open(root, options)
+    if augment == "imagenet":
+        raise ConfigError(
+            f"augmentation imagenet applies to image folders; dataset {name.lower()} takes "
+            "none or light"
+        )
     arrays = loader(root)
     native = arrays.train_images.shape[2]
     if image_size is not None and (image_size != native or arrays.train_images.shape[3] != native):
@@ -409,4 +456,5 @@ def load_dataset(
         classes=arrays.classes,
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
+        augmentation=augment or "light",
     )

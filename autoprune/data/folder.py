@@ -16,10 +16,15 @@ How the three splits are formed:
   test split, and validation is carved from the rest as above.
 
 Images are decoded with Pillow in ``RGB``, or in ``L`` when every sampled training image is
-grey (``in_channels`` follows). Training batches use ImageNet augmentation, evaluation
-batches the resize + centre crop (see ``transforms.py``); both are normalised with ImageNet
-statistics. Each training sample's augmentation is fixed by a per-sample seed drawn from the
-caller's generator, so a seed gives the same batches with any number of workers.
+grey (``in_channels`` follows). The training recipe (``augment``) defaults to ``light`` for
+images of at most ``SMALL_IMAGE`` px (a padded random crop, flips for colour images only: grey
+ones are often digits or text) and to ``imagenet`` above (random resized crop and flip); the
+evaluation view resizes the whole centred square, with the 87.5 % centre crop only for
+``imagenet`` on large images (see ``transforms.py``). ``imagefolder`` normalises with the
+per-channel statistics of a seeded sample of its training split (evaluation views),
+``imagenet`` with ImageNet's. Each training sample's augmentation is fixed by a per-sample
+seed drawn from the caller's generator, so a seed gives the same batches with any number of
+workers.
 """
 
 from __future__ import annotations
@@ -41,12 +46,21 @@ from autoprune.data.base import (
     SPLITS,
     LoadOptions,
     StreamingSource,
+    channel_stats,
     default_workers,
     register_dataset,
     stratified_split,
 )
-from autoprune.data.transforms import GREY_MODES, eval_sample, normalisation, train_sample
+from autoprune.data.transforms import (
+    EVAL_RESIZE_RATIO,
+    GREY_MODES,
+    eval_sample,
+    light_sample,
+    normalisation,
+    train_sample,
+)
 from autoprune.errors import ConfigError, DatasetNotFoundError
+from autoprune.preprocess import Preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +74,9 @@ MAX_DEFAULT_SIZE = 224
 TEST_FRACTION = 0.2
 TEST_SEED = 0  # fixed for good: the test split must not move with the user's --seed
 PROBE_CLASSES = 64  # classes whose first image is opened to decide the colour mode and size
+SMALL_IMAGE = 64  # at most this side: light augmentation and no centre crop by default
+STATS_SAMPLES = 1000  # training images whose pixels give imagefolder's mean and std
+STATS_SEED = 0
 EVAL_SEED = -1  # a sample seed that asks for the evaluation transform
 SPLIT_CODES = {split: code for code, split in enumerate(SPLITS)}
 # Pillow's complaints about a broken file are spread over several exception types
@@ -218,6 +235,64 @@ def probe_images(root: Path, files: SplitFiles) -> tuple[str, int]:
     return mode, int(statistics.median(sides))
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How the images of one opened folder are turned into pixels (see the module docstring).
+
+    ``fill`` is the padding colour of ``light`` crops: the training mean, in uint8.
+    """
+
+    augment: str
+    crop_fraction: float
+    padding: int = 0
+    flip: bool = False
+    fill: tuple[int, ...] = (0, 0, 0)
+
+    @staticmethod
+    def choose(augment: str | None, size: int, channels: int, default: str | None) -> Recipe:
+        """The recipe for images of ``size`` px: ``augment``, else ``default``, else by size."""
+        chosen = augment or default or ("light" if size <= SMALL_IMAGE else "imagenet")
+        crop = 1 / EVAL_RESIZE_RATIO if chosen == "imagenet" and size > SMALL_IMAGE else 1.0
+        return Recipe(chosen, crop, padding=max(1, round(size / 8)), flip=channels == 3)
+
+
+def sample_pixels(
+    root: Path, path: bytes, mode: str, size: int, recipe: Recipe, seed: int
+) -> np.ndarray:
+    """One sample's uint8 ``H x W x C`` pixels: the evaluation view, or ``recipe``'s training
+    view fixed by ``seed``."""
+    full = os.path.join(str(root), os.fsdecode(path))
+    if seed == EVAL_SEED or recipe.augment == "none":
+        return eval_sample(full, mode, size, recipe.crop_fraction)
+    if recipe.augment == "imagenet":
+        return train_sample(full, mode, size, seed)
+    return light_sample(
+        full, mode, size, seed, padding=recipe.padding, flip=recipe.flip, fill=recipe.fill
+    )
+
+
+def training_stats(
+    root: Path, files: SplitFiles, mode: str, size: int, recipe: Recipe
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (pixels in [0, 1]) of up to ``STATS_SAMPLES`` training images
+    (a seeded sample, evaluation views): the training split's statistics at a bounded cost."""
+    count = len(files)
+    generator = torch.Generator().manual_seed(STATS_SEED)
+    chosen = torch.randperm(count, generator=generator)[:STATS_SAMPLES].sort().values
+    pixels, problem = [], None
+    for index in chosen.tolist():
+        try:
+            pixels.append(sample_pixels(root, files.paths[index], mode, size, recipe, EVAL_SEED))
+        except DECODE_ERRORS as exc:  # named when a pass reaches it; the rest still count
+            problem = problem or (root / os.fsdecode(files.paths[index]), exc)
+    if not pixels:
+        path, exc = problem or (root, "no training images")
+        raise DatasetNotFoundError(f"image {path} cannot be decoded ({exc}): delete or replace it")
+    images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+    mean, std = channel_stats(images)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
 # --- what worker processes run ---------------------------------------------------------------
 
 SampleKey = tuple[int, int, int]
@@ -231,10 +306,12 @@ class FolderSamples(Dataset):
     travels to the main process instead, which raises it as a one-line error.
     """
 
-    def __init__(self, root: Path, splits: dict[str, SplitFiles], mode: str, size: int) -> None:
-        self.root = str(root)
+    def __init__(
+        self, root: Path, splits: dict[str, SplitFiles], mode: str, size: int, recipe: Recipe
+    ) -> None:
+        self.root = root
         self.splits = [splits[split] for split in SPLITS]
-        self.mode, self.size = mode, size
+        self.mode, self.size, self.recipe = mode, size, recipe
 
     def __len__(self) -> int:
         return sum(len(files) for files in self.splits)
@@ -242,13 +319,12 @@ class FolderSamples(Dataset):
     def __getitem__(self, key: SampleKey) -> tuple[np.ndarray | None, int, str | None]:
         code, index, seed = key
         files = self.splits[code]
-        path = os.path.join(self.root, os.fsdecode(files.paths[index]))
+        path = os.path.join(str(self.root), os.fsdecode(files.paths[index]))
         label = int(files.labels[index])
         try:
-            if seed == EVAL_SEED:
-                pixels = eval_sample(path, self.mode, self.size)
-            else:
-                pixels = train_sample(path, self.mode, self.size, seed)
+            pixels = sample_pixels(
+                self.root, files.paths[index], self.mode, self.size, self.recipe, seed
+            )
         except DECODE_ERRORS as exc:
             return None, label, f"image {path} cannot be decoded ({exc}): delete or replace it"
         return pixels, label, None
@@ -326,6 +402,8 @@ class ImageFolderData:
         image_size: int,
         device: torch.device,
         workers: int,
+        recipe: Recipe | None = None,
+        stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -335,19 +413,34 @@ class ImageFolderData:
         self.image_size = image_size
         self.device = torch.device(device)
         self.workers = workers
-        self.mean, self.std = normalisation(self.in_channels)
+        self.recipe = recipe or Recipe.choose(None, image_size, self.in_channels, "imagenet")
+        self.augmentation = self.recipe.augment
+        self.mean, self.std = stats or normalisation(self.in_channels)
         self._files = splits
-        self._samples = FolderSamples(root, splits, mode, image_size)
+        self._samples = FolderSamples(root, splits, mode, image_size, self.recipe)
         self._pin = self.device.type == "cuda"
         shape = (1, -1, 1, 1)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(shape)
-        std = torch.tensor(self.std, dtype=torch.float32).view(shape)
-        # x / 255 normalised in one fused multiply-add: x * (1 / (255 std)) - mean / std
-        self._scale = (1.0 / (255.0 * std)).to(self.device)
-        self._shift = (-mean / std).to(self.device)
+        mean = torch.tensor(self.mean, dtype=torch.float64).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float64).clamp_min(1e-6).view(shape)
+        # x / 255 normalised in one fused multiply-add: x * (1 / (255 std)) - mean / std,
+        # computed as Preprocess.normalise does, so a loaded model sees identical inputs
+        self._scale = (1.0 / (255.0 * std)).to(self.device, torch.float32)
+        self._shift = (-mean / std).to(self.device, torch.float32)
         self._sampler = PlannedBatches()
         self._loader: DataLoader | None = None
         self._busy = False
+
+    @property
+    def preprocessing(self) -> Preprocess:
+        """What a model trained on these images needs at inference (``autoprune.preprocess``)."""
+        return Preprocess(
+            image_size=self.image_size,
+            in_channels=self.in_channels,
+            crop_fraction=self.recipe.crop_fraction,
+            mean=self.mean,
+            std=self.std,
+            classes=self.classes,
+        )
 
     def num_examples(self, split: str) -> int:
         """The number of samples in ``split`` in {'train', 'val', 'test'}."""
@@ -449,10 +542,20 @@ class ImageFolderSource(StreamingSource):
     of the probed training images, at most 224.
     """
 
-    def __init__(self, name: str, default_size: int | None, env: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        default_size: int | None,
+        env: str | None = None,
+        *,
+        default_augment: str | None = None,
+        own_stats: bool = True,
+    ) -> None:
         self.name = name
         self.default_size = default_size
         self.env = env
+        self.default_augment = default_augment  # None: chosen by image size
+        self.own_stats = own_stats  # False: ImageNet's statistics
 
     def candidates(self, data_dir: Path | None) -> list[Path]:
         if self.env is None:
@@ -494,6 +597,21 @@ class ImageFolderSource(StreamingSource):
         mode, median_side = probe_images(root, scan.folders["train"])
         size = options.image_size or self.default_size or min(median_side, MAX_DEFAULT_SIZE)
         workers = default_workers() if options.workers is None else options.workers
+        channels = 1 if mode == "L" else 3
+        recipe = Recipe.choose(options.augment, size, channels, self.default_augment)
+        stats = (
+            training_stats(root, splits["train"], mode, size, recipe)
+            if self.own_stats
+            else normalisation(channels)
+        )
+        # the padding of light crops shows the training mean, i.e. zero once normalised
+        recipe = Recipe(
+            recipe.augment,
+            recipe.crop_fraction,
+            recipe.padding,
+            recipe.flip,
+            tuple(round(255 * v) for v in stats[0]) * (3 // channels),
+        )
         logger.info(
             "%s: %d train, %d val, %d test %s images (%s) of %d classes from %s at %dx%d, "
             "%d workers",
@@ -518,10 +636,18 @@ class ImageFolderSource(StreamingSource):
             image_size=size,
             device=options.device,
             workers=workers,
+            recipe=recipe,
+            stats=stats,
         )
 
 
 register_dataset("imagefolder")(ImageFolderSource("imagefolder", default_size=None))
 register_dataset("imagenet")(
-    ImageFolderSource(IMAGENET_SUBDIR, default_size=IMAGENET_SIZE, env=IMAGENET_DIR_ENV)
+    ImageFolderSource(
+        IMAGENET_SUBDIR,
+        default_size=IMAGENET_SIZE,
+        env=IMAGENET_DIR_ENV,
+        default_augment="imagenet",
+        own_stats=False,
+    )
 )

@@ -6,7 +6,12 @@ Every transform is "pick a box of the source image, resize that box to ``size x 
   area with aspect ratio ``r``, ``log r ~ U(log 3/4, log 4/3)``, then a horizontal flip with
   probability 1/2;
 * evaluation: resize the shorter side to ``size * 256/224`` and centre-crop ``size``, which
-  keeps the centred square of side ``min(W, H) * 224/256`` of the source.
+  keeps the centred square of side ``min(W, H) * 224/256`` of the source (``crop_fraction``
+  0.875); small images are not cropped (fraction 1: the centred square of the shorter side).
+
+The ``light`` recipe for small images (``light_sample``) is the evaluation view (fraction 1)
+shifted by a random crop of the zero-padded image (padding filled with the training mean)
+and, where allowed, mirrored.
 
 Doing crop and resize as one ``Image.resize(box=...)`` call never materialises the resized
 full image. For JPEG files the decoder is also asked (``Image.draft``) to decode at 1/2, 1/4
@@ -87,6 +92,28 @@ def center_crop_box(width: int, height: int, resize_ratio: float = EVAL_RESIZE_R
     return (left, top, left + side, top + side)
 
 
+def crop_fraction_box(fraction: float) -> BoxChooser:
+    """The box chooser of the evaluation view keeping the centred ``fraction`` of the shorter
+    side (1.0: the whole square, no crop; 0.875: the ImageNet centre crop)."""
+    return lambda width, height: center_crop_box(width, height, 1.0 / fraction)
+
+
+def resize_box(image: object, mode: str, size: int, box: Box, *, flip: bool = False) -> np.ndarray:
+    """A PIL ``image`` converted to ``mode``, its ``box`` resized (bilinear) to ``size x size``.
+
+    Returns uint8 ``size x size x C``. The one resize rule of training, evaluation and
+    ``autoprune.preprocess``, so a raw image given to a loaded model is treated exactly alike.
+    """
+    from PIL import Image
+
+    converted = image.convert(mode)  # type: ignore[attr-defined]
+    resized = converted.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    if flip:
+        resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.asarray(resized, dtype=np.uint8)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
 def load_crop(
     path: str | Path, mode: str, size: int, choose_box: BoxChooser, *, flip: bool = False
 ) -> np.ndarray:
@@ -110,14 +137,7 @@ def load_crop(
         if drafted is not None:
             factor = width / drafted[1][2]  # the decoder's reduction: 1, 2, 4 or 8
             left, top, right, bottom = (v / factor for v in (left, top, right, bottom))
-        converted = image.convert(mode)
-        resized = converted.resize(
-            (size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom)
-        )
-    if flip:
-        resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    pixels = np.asarray(resized, dtype=np.uint8)
-    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+        return resize_box(image, mode, size, (left, top, right, bottom), flip=flip)
 
 
 def train_sample(path: str | Path, mode: str, size: int, seed: int) -> np.ndarray:
@@ -131,9 +151,39 @@ def train_sample(path: str | Path, mode: str, size: int, seed: int) -> np.ndarra
     return load_crop(path, mode, size, lambda w, h: random_resized_crop_box(w, h, rng), flip=flip)
 
 
-def eval_sample(path: str | Path, mode: str, size: int) -> np.ndarray:
-    """The evaluation view of one image: resize to ``size * 256/224``, centre crop ``size``."""
-    return load_crop(path, mode, size, center_crop_box)
+def eval_sample(
+    path: str | Path, mode: str, size: int, crop_fraction: float = 1 / EVAL_RESIZE_RATIO
+) -> np.ndarray:
+    """The evaluation view of one image: the centred square of ``crop_fraction`` of the
+    shorter side resized to ``size`` (default: resize to ``size * 256/224``, crop ``size``)."""
+    return load_crop(path, mode, size, crop_fraction_box(crop_fraction))
+
+
+def light_sample(
+    path: str | Path,
+    mode: str,
+    size: int,
+    seed: int,
+    *,
+    padding: int,
+    flip: bool,
+    fill: tuple[int, ...],
+) -> np.ndarray:
+    """The ``light`` training view: the uncropped evaluation view, padded by ``padding`` pixels
+    of ``fill`` (the training mean) and cut at a random offset, mirrored with probability 1/2
+    if ``flip``; fixed by ``seed`` as in ``train_sample``."""
+    rng = random.Random(seed)
+    pixels = load_crop(path, mode, size, crop_fraction_box(1.0))
+    if padding > 0:
+        height, width, channels = pixels.shape
+        padded = np.empty((height + 2 * padding, width + 2 * padding, channels), np.uint8)
+        padded[...] = np.asarray(fill[:channels], dtype=np.uint8)
+        padded[padding : padding + height, padding : padding + width] = pixels
+        top, left = rng.randint(0, 2 * padding), rng.randint(0, 2 * padding)
+        pixels = padded[top : top + height, left : left + width]
+    if flip and rng.random() < 0.5:
+        pixels = pixels[:, ::-1]
+    return np.ascontiguousarray(pixels)
 
 
 def normalisation(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
