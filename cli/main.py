@@ -192,6 +192,23 @@ def search(
     ] = "angle-next",
     finetune_steps: Annotated[int, typer.Option(min=0, help="Fine-tuning steps per trial.")] = 40,
     finetune_lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
+    finetune_warmup: Annotated[
+        float, typer.Option(help="Linear warmup of fine-tuning, as a fraction of its steps.")
+    ] = 0.0,
+    distill: Annotated[
+        float,
+        typer.Option(
+            help="Weight of distillation from the unpruned network in fine-tuning (0: plain "
+            "cross-entropy, 1: only the parent's soft targets)."
+        ),
+    ] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Temperature of the distillation.")] = 4.0,
+    bn_batches: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Training batches that re-estimate BatchNorm statistics after pruning."
+        ),
+    ] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     epochs: EpochsOpt = 15,
     lr: Annotated[float, typer.Option(help="Baseline training learning rate.")] = 5e-3,
@@ -256,7 +273,15 @@ def search(
         trials=trials,
         sampler=sampler,
         criterion=criterion,
-        finetune=FinetuneConfig(steps=finetune_steps, lr=finetune_lr, batch_size=batch_size),
+        finetune=FinetuneConfig(
+            steps=finetune_steps,
+            lr=finetune_lr,
+            batch_size=batch_size,
+            warmup=finetune_warmup,
+            distill=distill,
+            temperature=temperature,
+            bn_batches=bn_batches,
+        ),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
         storage=storage,
         study_name=study,
