@@ -10,6 +10,10 @@ A checkpoint written by ``autoprune train`` also holds a ``training`` section: t
 and, until the last one, the optimizer, data-order and RNG state to resume from (see
 ``autoprune.train.run``). The section is optional, so format version 1 covers both kinds.
 
+Every checkpoint autoprune writes also holds a ``preprocess`` section
+(``autoprune.preprocess.Preprocess.to_dict``: input size, channels, resize rule, mean/std,
+class names); files written before it existed still load, without it.
+
 This module knows no architecture: models and training both build on it.
 """
 
@@ -37,10 +41,12 @@ def save_checkpoint(
     kept_channels: dict[str, int] | None = None,
     metadata: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    preprocess: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a checkpoint, atomically (``autoprune.paths.write_atomically``).
 
-    ``training`` (plain data and tensors) is stored as the optional ``training`` section.
+    ``training`` (plain data and tensors) is stored as the optional ``training`` section,
+    ``preprocess`` (``Preprocess.to_dict()``) as the ``preprocess`` section.
     """
     payload = {
         "format": FORMAT,
@@ -52,6 +58,8 @@ def save_checkpoint(
     }
     if training is not None:
         payload["training"] = training
+    if preprocess is not None:
+        payload["preprocess"] = dict(preprocess)
     return write_atomically(path, lambda partial: torch.save(payload, partial))
 
 

@@ -125,6 +125,9 @@ class DataConfig(_Plain):
     # a digest of an image folder's content (ImageFolderData.identity): two different folders
     # used as `imagefolder` must not share a cached baseline or a study
     content: str | None = None
+    # the training augmentation (autoprune.data.AUGMENTATIONS); None: an in-memory dataset's
+    # default, left out of to_dict so the keys of existing caches and studies do not change
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         require_number("data val_fraction", self.val_fraction, low=0.0, below=1.0)
@@ -134,13 +137,19 @@ class DataConfig(_Plain):
 
     @classmethod
     def of(cls, data: Any, name: str, **fields: Any) -> DataConfig:
-        """The config of loaded ``data``, with its content digest where it has one."""
-        return cls(name, content=getattr(data, "identity", None), **fields)
+        """The config of loaded ``data``, with its content digest where it has one, and the
+        augmentation it uses unless that is an in-memory dataset's default (``light``)."""
+        content = getattr(data, "identity", None)
+        augment = getattr(data, "augmentation", None)
+        if content is None and augment == "light":
+            augment = None
+        return cls(name, content=content, augment=augment, **fields)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["content"] is None:  # in-memory datasets: keys of existing caches unchanged
-            del data["content"]
+        for name in ("content", "augment"):  # None: keys of existing caches unchanged
+            if data[name] is None:
+                del data[name]
         return data
 
 

@@ -200,3 +200,10 @@ def _to_pil(image: torch.Tensor) -> Any:
 
     array = image.permute(1, 2, 0).numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array[:, :, :3])
+
+
+def preprocess_of(data: Any) -> dict[str, Any] | None:
+    """The ``preprocess`` checkpoint section of a loaded dataset (``ImageData``), or None for
+    data that describes none (a caller's own ``ImageData``)."""
+    preprocessing = getattr(data, "preprocessing", None)
+    return preprocessing.to_dict() if isinstance(preprocessing, Preprocess) else None

@@ -207,6 +207,7 @@ def calibration_from_checkpoint(
         val_fraction=config.val_fraction,
         seed=config.seed,
         max_train=config.max_train,
+        augment=config.augment,
     )
     stream = data.batches("train", batch_size)
     return [batch for _, batch in zip(range(batches), stream, strict=False)]
@@ -300,7 +301,14 @@ def _prune_checkpoint(
             key: value for key, value in (payload.get("metadata") or {}).items() if key != "history"
         },
     }
-    save_checkpoint(out, network, model_config, kept_channels=kept, metadata=metadata)
+    save_checkpoint(
+        out,
+        network,
+        model_config,
+        kept_channels=kept,
+        metadata=metadata,
+        preprocess=payload.get("preprocess"),  # pruning keeps the source's inputs
+    )
     after_by_name = {layer.name: layer for layer in after.layers}
     return PruneReport(
         path=out,

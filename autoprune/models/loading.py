@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from autoprune.config import ModelConfig
 from autoprune.errors import CheckpointError, UntrustedModelError
 from autoprune.models.external import create_external_model, is_external
 from autoprune.models.registry import create_model
+from autoprune.preprocess import Preprocess
 from autoprune.prune import shrink_to_
 from autoprune.quant import quantize_
 
@@ -94,6 +95,22 @@ class LoadedCheckpoint:
     kept_channels: dict[str, int]
     metadata: dict[str, Any]
     payload: dict[str, Any]  # everything in the file, the training section included
+    preprocess: dict[str, Any] | None = None  # the preprocess section; None in older files
+
+    def preprocessing(self, what: str = "this checkpoint") -> Preprocess:
+        """The stored ``Preprocess``; a one-line ``CheckpointError`` if there is none."""
+        if self.preprocess is None:
+            raise CheckpointError(
+                f"{what} records no preprocessing (input size, resize rule, mean/std, class "
+                "names): it predates them; re-create it with autoprune train, or load it "
+                "without with_preprocess and normalise inputs as it was trained"
+            )
+        try:
+            return Preprocess.from_dict(self.preprocess)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{what} has an invalid preprocess section ({error}): re-create it"
+            ) from error
 
 
 def load_checkpoint(
@@ -127,15 +144,56 @@ def load_checkpoint(
         kept_channels=kept,
         metadata=dict(payload.get("metadata") or {}),
         payload=payload,
+        preprocess=payload.get("preprocess"),
     )
 
 
+@overload
 def load(
-    path: str | Path, *, model: ModelSource = None, device: str | torch.device = "cpu"
-) -> nn.Module:
+    path: str | Path,
+    *,
+    model: ModelSource = None,
+    device: str | torch.device = "cpu",
+    with_preprocess: Literal[False] = False,
+) -> nn.Module: ...
+
+
+@overload
+def load(
+    path: str | Path,
+    *,
+    model: ModelSource = None,
+    device: str | torch.device = "cpu",
+    with_preprocess: Literal[True],
+) -> tuple[nn.Module, Preprocess]: ...
+
+
+def load(
+    path: str | Path,
+    *,
+    model: ModelSource = None,
+    device: str | torch.device = "cpu",
+    with_preprocess: bool = False,
+) -> nn.Module | tuple[nn.Module, Preprocess]:
     """The ready network (pruned or not) stored in an autoprune checkpoint, in eval mode.
 
     A network built from your own ``package.module:factory`` needs ``model`` (that name, the
     factory, or a model object): autoprune never imports code because a file names it.
+
+    ``with_preprocess=True`` returns ``(model, preprocess)``: ``preprocess`` turns raw images
+    (a PIL image, a uint8 ``H x W [x C]``/``C x H x W`` array or tensor or a batch of them, a
+    float tensor of pixels in [0, 1], or a list) into the normalised batch the model takes,
+    with the size, resize rule, channels and mean/std it was trained with, and names the
+    classes (``preprocess.classes``)::
+
+        model, preprocess = autoprune.load("model.pt", with_preprocess=True)
+        label = preprocess.classes[int(model(preprocess(image)).argmax(1)[0])]
+
+    See ``autoprune.preprocess``. A checkpoint written before checkpoints recorded their
+    preprocessing raises ``CheckpointError`` naming what is missing.
     """
-    return load_checkpoint(path, model=model, device=device).model.eval()
+    loaded = load_checkpoint(path, model=model, device=device)
+    if not with_preprocess:
+        return loaded.model.eval()
+    preprocess = loaded.preprocessing(f"checkpoint {path}")
+    return loaded.model.eval(), preprocess

@@ -22,9 +22,13 @@ from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
 from autoprune.models import ModelSource, allow_source, load_checkpoint
 from autoprune.paths import check_output
+from autoprune.preprocess import preprocess_of
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.study import BASELINE_PATH_ATTR, CONFIG_ATTR
 from autoprune.train import evaluate
+
+# the study attribute holding the image folder a search read (streaming datasets only)
+DATA_DIR_ATTR = "autoprune_data_dir"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ def export_trial(
             "search --method layerwise` command to rebuild it"
         )
     data_config = DataConfig.from_dict(config["data"])
+    if data_dir is None:  # the folder the search read its images from
+        data_dir = study.user_attrs.get(DATA_DIR_ATTR)
     data = load_dataset(
         data_config.name,
         data_dir=data_dir,
@@ -93,6 +99,7 @@ def export_trial(
         device=resolved,
         max_train=data_config.max_train,
         image_size=model_config.image_size,  # a streaming dataset is rebuilt at the searched size
+        augment=data_config.augment,
     )
     if data_config.content is not None and getattr(data, "identity", None) != data_config.content:
         raise ConfigError(
@@ -136,6 +143,7 @@ def export_trial(
             "val_accuracy": val.accuracy,
             "test_accuracy": test.accuracy,
         },
+        preprocess=preprocess_of(data),
     )
     return ExportedTrial(
         path=Path(out),

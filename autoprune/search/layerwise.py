@@ -39,6 +39,7 @@ from autoprune.data import DataSplits
 from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.models import load_checkpoint
+from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA, prune_
 from autoprune.prune.groups import RESIDUAL_PREFIX
 from autoprune.search.objective import CALIBRATION_BATCHES, draw_calibration_batches
@@ -397,6 +398,7 @@ class LayerwiseSearch:
                     "val_accuracy": val.accuracy,
                     "test_accuracy": test.accuracy,
                 },
+                preprocess=preprocess_of(self.data),
             )
             self._record_trials(model, ratios, kept, val, cost, final_path)
             self.parent.set_user_attr(RESULT_ATTR, {"checkpoint": str(final_path.resolve())})

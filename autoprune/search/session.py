@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from autoprune.checkpoint import read_checkpoint
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.data.base import default_cache_dir
@@ -27,6 +28,7 @@ from autoprune.models import build_model, load_checkpoint
 from autoprune.models.external import is_external
 from autoprune.prune import CRITERIA
 from autoprune.quant import QuantSpec, parse_edge_bits
+from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import SAMPLERS, DistinctSampler
@@ -73,10 +75,13 @@ class SearchRequest:
     abits: int | None = None
     binary_weights: str | None = None
     edge_bits: int | str | None = None
-    dataset: str = "digits"
+    # dataset, data_dir, image_size, augment None: the checkpoint's when there is one, else
+    # digits and the dataset's defaults
+    dataset: str | None = None
     data_dir: str | None = None
     workers: int | None = None  # data-loader processes of streaming datasets (None: default)
     image_size: int | None = None  # image side of streaming datasets (None: the dataset's)
+    augment: str | None = None  # training augmentation (autoprune.data.AUGMENTATIONS)
     trials: int = 16
     sampler: str = "gp"
     criterion: str = "angle-next"
@@ -132,6 +137,34 @@ def _remove_if_empty(path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def _with_data_defaults(request: SearchRequest) -> SearchRequest:
+    """``request`` with the dataset, data folder, image size and augmentation it leaves open
+    taken from its checkpoint's record (what the baseline was trained on), else digits."""
+    recorded: dict = {}
+    if request.checkpoint and None in (request.dataset, request.data_dir, request.image_size):
+        payload = read_checkpoint(request.checkpoint)
+        metadata = payload.get("metadata") or {}
+        data = metadata.get("data") if isinstance(metadata.get("data"), dict) else {}
+        model = payload.get("model") if isinstance(payload.get("model"), dict) else {}
+        if request.dataset is None or request.dataset == data.get("name"):
+            # the folder and the size belong to the recorded dataset only
+            recorded = {
+                "dataset": data.get("name"),
+                "data_dir": metadata.get("data_dir"),
+                "image_size": model.get("image_size"),
+                "augment": data.get("augment"),
+            }
+    chosen = {
+        key: getattr(request, key) if getattr(request, key) is not None else recorded.get(key)
+        for key in ("dataset", "data_dir", "image_size", "augment")
+    }
+    if chosen["dataset"] is None:
+        chosen["dataset"] = "digits"
+    if chosen["image_size"] is not None and not isinstance(chosen["image_size"], int):
+        chosen["image_size"] = None
+    return replace(request, **chosen)
+
+
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -159,6 +192,7 @@ class SearchSession:
             )
         SAMPLERS.get(request.sampler)  # unknown names fail before the study is touched
         CRITERIA.get(request.criterion)
+        request = self.request = _with_data_defaults(request)
         self.device = resolve_device(request.device)
         self.data = load_dataset(
             request.dataset,
@@ -169,6 +203,7 @@ class SearchSession:
             max_train=request.max_train,
             workers=request.workers,
             image_size=request.image_size,
+            augment=request.augment,
         )
         self.data_config = DataConfig.of(
             self.data,
@@ -253,6 +288,8 @@ class SearchSession:
         )
         self.study.set_user_attr(REFERENCE_ATTR, self.reference.to_dict())
         self.study.set_user_attr(BASELINE_PATH_ATTR, str(Path(self.baseline_path).resolve()))
+        if getattr(self.data, "root", None) is not None:  # `export` finds the images again
+            self.study.set_user_attr(DATA_DIR_ATTR, str(Path(self.data.root).resolve()))  # type: ignore[attr-defined]
         if request.method == "joint":
             # a killed worker's trial (a reference point, say) is failed and queued again first
             fail_dead_trials(self.study, self.storage, storage_liveness(self.storage))

@@ -15,6 +15,7 @@ from autoprune.data import ImageData
 from autoprune.errors import CheckpointError
 from autoprune.models import build_model, load_checkpoint
 from autoprune.paths import check_output
+from autoprune.preprocess import preprocess_of
 from autoprune.train.loops import Progress, evaluate
 from autoprune.train.run import make_trainer
 
@@ -93,5 +94,7 @@ def obtain_baseline(
             "train": train_config.to_dict(),
             "val_accuracy": val.accuracy,
         }
-        save_checkpoint(path, model, model_config, metadata=metadata)
+        save_checkpoint(
+            path, model, model_config, metadata=metadata, preprocess=preprocess_of(data)
+        )
     return Baseline(model=model.eval(), path=path, val_accuracy=val.accuracy, reused=reused)

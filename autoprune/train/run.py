@@ -27,6 +27,7 @@ from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
 from autoprune.models import build_model, load_pretrained_
 from autoprune.paths import check_output
+from autoprune.preprocess import preprocess_of
 from autoprune.train.loops import Progress, Trainer, evaluate, resolve_precision, steps_per_epoch
 
 ResumeMode = Literal["auto", "require", "restart"]
@@ -239,6 +240,9 @@ def train_checkpoint(
         "train": train_config.to_dict(),
         "precision": _precision_name(trainer.precision),
     }
+    if getattr(data, "root", None) is not None:  # an image folder: `search --checkpoint` reuses it
+        metadata["data_dir"] = str(Path(data.root).resolve())  # type: ignore[attr-defined]
+    preprocess = preprocess_of(data)
     if pretrained_from is not None:
         metadata["pretrained"] = pretrained_from
     epochs = train_config.epochs
@@ -257,7 +261,7 @@ def train_checkpoint(
             )
             history.append(record)
             if epoch < epochs:  # the last epoch is saved below, with the final results
-                _save(path, model, model_config, metadata, history, trainer)
+                _save(path, model, model_config, metadata, history, trainer, preprocess=preprocess)
                 saved_epochs = epoch
             if on_epoch is not None:
                 on_epoch(record)
@@ -265,7 +269,7 @@ def train_checkpoint(
             test_accuracy = float(payload["metadata"]["test_accuracy"])  # type: ignore[index]
         else:
             test_accuracy = evaluate(model, data, "test").accuracy
-            _save(path, model, model_config, metadata, history, None, test_accuracy)
+            _save(path, model, model_config, metadata, history, None, test_accuracy, preprocess)
     except KeyboardInterrupt as interrupt:
         raise TrainingInterrupted(path, saved_epochs, epochs) from interrupt
     cost = measure(model, model_config.input_shape)
@@ -293,6 +297,7 @@ def _save(
     history: list[EpochRecord],
     trainer: Trainer | None,
     test_accuracy: float | None = None,
+    preprocess: dict[str, Any] | None = None,
 ) -> None:
     """One atomic write: resumable while ``trainer`` is given, final (with test) otherwise."""
     metadata = {
@@ -306,4 +311,6 @@ def _save(
         training["state"] = trainer.state_dict()
     else:
         metadata["test_accuracy"] = test_accuracy
-    save_checkpoint(path, model, model_config, metadata=metadata, training=training)
+    save_checkpoint(
+        path, model, model_config, metadata=metadata, training=training, preprocess=preprocess
+    )
