@@ -196,12 +196,13 @@ def throughput(args: argparse.Namespace, out: Path) -> dict:
         command = [sys.executable, __file__, "--worker", str(storage), "--trials", "0"]
         command += ["--steps", str(args.steps), "--phase-file", str(out / "phase-warm")]
         subprocess.run(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+        (out / "phase-warm").unlink(missing_ok=True)
         started = time.monotonic()
-        workers = [
-            _spawn(storage, args.throughput_trials, args.steps, out)[0] for _ in range(count)
-        ]
-        for process in workers:
+        workers = [_spawn(storage, args.throughput_trials, args.steps, out) for _ in range(count)]
+        for process, phase_file in workers:
             process.wait()
+            phase_file.unlink(missing_ok=True)
+            phase_file.with_suffix(".err").unlink(missing_ok=True)
         seconds = time.monotonic() - started
         results[str(count)] = {"wall_seconds": round(seconds, 1), **_steady_rate(storage)}
         path.write_text(json.dumps(results, indent=2) + "\n")
