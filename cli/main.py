@@ -33,6 +33,7 @@ from autoprune.export import (
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import MODELS
 from autoprune.paths import check_output, write_text_atomically
+from autoprune.prune.shares import describe_groups
 from autoprune.quant import QuantSpec
 from autoprune.search import (
     DEFAULT_BITS,
@@ -56,6 +57,7 @@ from autoprune_cli.render import (
     RichSearchObserver,
     checkpoint_report,
     epoch_line,
+    groups_table,
     history_table,
     layerwise_table,
     pareto_table,
@@ -125,6 +127,21 @@ DatasetOpt = Annotated[
         "train/<class>/ images, optionally val/ and test/), imagenet (same layout, 224 px)."
     ),
 ]
+SearchDatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="As for train; with --checkpoint, the dataset (and data dir, image size) it records.",
+        show_default="digits",
+    ),
+]
+AugmentOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Training augmentation: none, light (small padded random crop, flips where labels "
+        "allow), imagenet (random resized crop and flip; image folders).",
+        show_default="light; imagefolder above 64 px and imagenet: imagenet",
+    ),
+]
 DataDirOpt = Annotated[
     str | None,
     typer.Option(envvar="AUTOPRUNE_DATA_DIR", help="Folder holding the dataset's files."),
@@ -177,10 +194,11 @@ def search(
     abits: AbitsOpt = None,
     weights: WeightsOpt = None,
     edge_bits: EdgeBitsOpt = None,
-    dataset: DatasetOpt = "digits",
+    dataset: SearchDatasetOpt = None,
     data_dir: DataDirOpt = None,
     workers: WorkersOpt = None,
     image_size: ImageSizeOpt = None,
+    augment: AugmentOpt = None,
     trials: Annotated[int, typer.Option(min=1, help="Complete trials the study should hold.")] = 16,
     sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
     criterion: Annotated[
@@ -270,6 +288,7 @@ def search(
         data_dir=data_dir,
         workers=workers,
         image_size=image_size,
+        augment=augment,
         trials=trials,
         sampler=sampler,
         criterion=criterion,
@@ -362,7 +381,8 @@ def _open_search(request: SearchRequest) -> SearchSession:
     )
     console.print(
         f"study [bold]{session.study_name}[/] in {request.storage} "
-        f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups; "
+        f"({'new' if session.created else 'resumed'}); {len(session.space.groups)} groups "
+        f"({', '.join(g.name for g in session.space.groups)}); "
         f"baseline val acc {100 * session.baseline_val_accuracy:.2f} % "
         f"({source}); device {session.device}"
     )
@@ -451,6 +471,7 @@ def train(
     data_dir: DataDirOpt = None,
     workers: WorkersOpt = None,
     image_size: ImageSizeOpt = None,
+    augment: AugmentOpt = None,
     epochs: EpochsOpt = 15,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[
@@ -525,6 +546,7 @@ def train(
         max_train=max_train,
         workers=workers,
         image_size=image_size,
+        augment=augment,
     )
     data_config = DataConfig.of(data, dataset, seed=seed, max_train=max_train)
     model_config = ModelConfig.for_data(model or DEFAULT_MODEL, spec, data)
@@ -556,6 +578,36 @@ def train(
         console.print(f"{out} already holds all {epochs} epochs of this run: nothing to train")
     console.print(history_table(result.history))
     console.print(training_summary_table(result))
+
+
+@app.command()
+def groups(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A model name (see --model of train) or package.module:factory, or a checkpoint."
+        ),
+    ],
+    bits: BitsOpt = None,
+    in_channels: Annotated[int, typer.Option(min=1, help="Model input channels.")] = 3,
+    image_size: Annotated[int, typer.Option(min=1, help="Model input side.")] = 32,
+    num_classes: Annotated[int, typer.Option(min=1, help="Model classes.")] = 10,
+    model: TrustModelOpt = None,
+) -> None:
+    """List a network's channel groups: channels and the share of the quantized size each
+    controls, and whether the default search space covers it.
+
+    A checkpoint brings its own quantization and input shape (and pruned channel counts).
+    """
+    info = describe_groups(
+        target,
+        bits=bits,
+        in_channels=in_channels,
+        image_size=image_size,
+        num_classes=num_classes,
+        model=model,
+    )
+    console.print(groups_table(info))
 
 
 @app.command("inspect")

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
+from autoprune.prune.shares import GroupsReport
 from autoprune.search import GroupDecision, LayerwiseResult, SearchObserver, compact_ratios
 from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
 
@@ -44,8 +45,15 @@ def _format(value: object, spec: str) -> str:
     return format(value, spec)
 
 
+def group_legend(groups: Sequence[str]) -> str:
+    """``groups: 1 stem.0, 2 blocks.0.pointwise.0, ...``: the order of the ratio columns."""
+    return "groups: " + ", ".join(f"{i} {name}" for i, name in enumerate(groups, 1))
+
+
 def pareto_table(frame: pd.DataFrame, title: str) -> Table:
-    table = Table(title=title)
+    groups = frame.attrs.get("groups") or []
+    caption = f"ratios % in the order of the {group_legend(groups)}" if groups else None
+    table = Table(title=title, caption=caption)
     for column, justify in [
         ("trial", "right"),
         ("val acc %", "right"),
@@ -360,4 +368,27 @@ def prune_table(report: PruneReport) -> Table:
             )
         ),
     )
+    return table
+
+
+def groups_table(report: GroupsReport) -> Table:
+    """One row per channel group: channels, its share of the quantized size, searched or not."""
+    shape = "x".join(map(str, report.input_shape))
+    table = Table(
+        title=f"Channel groups of {report.model} ({report.quant}, input {shape}, "
+        f"{report.size_bits / BITS_PER_MB:.4f} MB quantized)",
+        caption=f"the default search space ({len(report.searched)} groups) controls "
+        f"{100 * report.searched_share:.1f} % of the quantized size",
+    )
+    for column in ("group", "kind", "channels", "% of size", "searched"):
+        table.add_column(column, justify="left" if column in ("group", "kind") else "right")
+    searched = set(report.searched)
+    for group in report.groups:
+        table.add_row(
+            group.name,
+            "residual" if group.residual else "block",
+            str(group.channels),
+            f"{100 * group.share:.1f}",
+            "yes" if group.name in searched else "no",
+        )
     return table

@@ -45,8 +45,8 @@ def _import(module_name: str, name: str) -> ModuleType:
         missing = error.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise ConfigError(
-                f"cannot import module {module_name!r} of model {name!r}: install it, or add "
-                "the folder holding it to PYTHONPATH (e.g. PYTHONPATH=. when it is here)"
+                f"cannot import module {module_name!r} of model {name!r}: add its folder to "
+                "PYTHONPATH (e.g. PYTHONPATH=. when it is here)"
             ) from error
         raise ConfigError(  # the module exists but needs something missing
             f"module {module_name!r} of model {name!r} failed to import ({_one_line(error)}): "

@@ -1,4 +1,9 @@
-"""The accuracy/size Pareto front of a study, as a pandas DataFrame."""
+"""The accuracy/size Pareto front of a study, as a pandas DataFrame.
+
+Besides the compact ``ratios`` column (percent, in group order), each searched group has a
+column ``ratio:<group>`` holding its pruning ratio (a fraction), so JSON and CSV name them;
+``frame.attrs["groups"]`` lists the group names in order.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from autoprune.metrics import BITS_PER_MB
-from autoprune.search.study import REFERENCE_ATTR
+from autoprune.search.study import CONFIG_ATTR, REFERENCE_ATTR
 
 COLUMNS = [
     "trial",
@@ -21,6 +26,19 @@ COLUMNS = [
     "reference",
     "ratios",
 ]
+RATIO_PREFIX = "ratio:"
+
+
+def group_names(study: optuna.Study) -> list[str]:
+    """The searched groups in the space's order (else in the order trials name them)."""
+    space = (study.user_attrs.get(CONFIG_ATTR) or {}).get("space") or {}
+    names = [g["name"] for g in space.get("groups", []) if isinstance(g, dict) and "name" in g]
+    if names:
+        return names
+    seen: dict[str, None] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        seen.update(dict.fromkeys(trial.params))
+    return list(seen)
 
 
 def compact_ratios(params: dict[str, float]) -> str:
@@ -38,6 +56,7 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
         if pareto_only
         else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     )
+    groups = group_names(study)
     rows = []
     for trial in trials:
         size_bits = trial.user_attrs.get("size_bits", trial.values[1] * BITS_PER_MB)
@@ -54,8 +73,11 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
                 "macs": trial.user_attrs.get("macs"),
                 "params": trial.user_attrs.get("params"),
                 "reference": trial.user_attrs.get("reference", ""),
-                "ratios": compact_ratios(trial.params),
+                "ratios": compact_ratios({g: trial.params.get(g, 0.0) for g in groups}),
+                **{RATIO_PREFIX + g: trial.params.get(g) for g in groups},
             }
         )
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.sort_values(["size_mb", "trial"]).reset_index(drop=True)
+    frame = pd.DataFrame(rows, columns=COLUMNS + [RATIO_PREFIX + g for g in groups])
+    frame = frame.sort_values(["size_mb", "trial"]).reset_index(drop=True)
+    frame.attrs["groups"] = groups
+    return frame
