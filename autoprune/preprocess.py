@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from autoprune.errors import ConfigError
 
@@ -40,8 +39,8 @@ class Preprocess:
     Accepts a PIL image, a uint8 array or tensor (``H x W``, ``H x W x C``, ``C x H x W``, or a
     batch ``N x ...`` of either layout; C of 1, 3 or 4 (alpha dropped)), a float tensor of
     pixels in [0, 1] in the same layouts, or a list of any of these. uint8 input goes through
-    exactly the resize of the training pipeline (Pillow); float input through
-    ``torch.nn.functional.interpolate`` (bilinear, antialiased), which can differ by a little.
+    exactly the resize of the training pipeline (Pillow); float input that needs resizing is
+    rounded to 8 bits first and resized the same way.
     """
 
     image_size: int
@@ -107,7 +106,7 @@ class Preprocess:
         if hasattr(images, "convert") and hasattr(images, "size"):  # a PIL image
             return self._from_pil([images])
         if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images))
+            images = torch.from_numpy(np.array(images, copy=not images.flags.writeable, order="C"))
         if not isinstance(images, torch.Tensor):
             raise ConfigError(
                 f"preprocess takes PIL images, arrays or tensors, not {type(images).__name__}"
@@ -120,7 +119,12 @@ class Preprocess:
             return self._from_pil([_to_pil(image) for image in batch])
         if not batch.is_floating_point():
             raise ConfigError(f"preprocess takes uint8 or float pixels, not {batch.dtype}")
-        return self._resize_float(self._channels(batch.to(torch.float32)) * 255.0)
+        size_ok = batch.shape[-2:] == (self.image_size, self.image_size)
+        if size_ok and self.crop_fraction == 1.0:
+            return self._channels(batch.to(torch.float32)) * 255.0
+        # resized as in training (Pillow, on 8-bit pixels): rounding costs at most 1/510
+        as_uint8 = (batch.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+        return self._from_pil([_to_pil(image) for image in as_uint8])
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 255] -> ``(x / 255 - mean) / std``, computed as the data loaders do."""
@@ -152,20 +156,6 @@ class Preprocess:
         if channels == 1:
             return batch.expand(-1, 3, -1, -1)
         raise ConfigError(f"preprocess takes images of 1, 3 or 4 channels, not {channels}")
-
-    def _resize_float(self, batch: torch.Tensor) -> torch.Tensor:
-        height, width = batch.shape[-2:]
-        size = self.image_size
-        if (height, width) == (size, size) and self.crop_fraction == 1.0:
-            return batch
-        side = min(height, width) * self.crop_fraction
-        top, left = (height - side) / 2, (width - side) / 2
-        window = batch[
-            :, :, round(top) : round(top) + round(side), round(left) : round(left) + round(side)
-        ]
-        return F.interpolate(
-            window, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
 
 
 def _to_nchw(images: torch.Tensor) -> torch.Tensor:

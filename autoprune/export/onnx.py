@@ -8,6 +8,14 @@ the default since torch 2.9 and the supported one (the TorchScript exporter,
 packages. The graph takes ``images`` (any batch size) and returns ``logits``; the exporter's
 optimiser folds BatchNorm into the preceding convs.
 
+The normalisation is not baked into the graph: ``images`` are the normalised batch, as for
+the PyTorch model. A checkpoint's preprocessing is recorded in the model's ``metadata_props``
+(``export_checkpoint_onnx``): ``autoprune.preprocess`` (JSON of
+``autoprune.preprocess.Preprocess.to_dict``: input size, channels, crop fraction, mean, std,
+class names), and for quick reading ``autoprune.mean``, ``autoprune.std`` (comma-separated,
+per channel, of pixels scaled to [0, 1]: feed ``(x / 255 - mean) / std``),
+``autoprune.classes`` (JSON list, the order of the logits) and ``autoprune.input_size``.
+
 ``verify_onnx`` runs the file with ONNX Runtime and compares it with the PyTorch model on the
 same inputs. Float networks agree to float rounding. Quantized networks agree exactly except
 where a pre-activation lies within float rounding of a quantization threshold: ONNX Runtime
@@ -23,9 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +45,7 @@ from torch import nn
 from autoprune.errors import ConfigError
 from autoprune.export.inference import fold_quantizers
 from autoprune.models import ModelSource, load_checkpoint
+from autoprune.models.loading import LoadedCheckpoint
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -78,8 +88,11 @@ def export_onnx(
     input_shape: Sequence[int],
     *,
     opset: int | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``model`` (quantizers folded, see the module doc) as one ONNX file at ``path``.
+
+    ``metadata`` is stored as the model's ``metadata_props`` (string keys and values).
 
     ``input_shape`` is one sample's ``(C, H, W)``; the batch dimension stays dynamic.
     ``opset`` defaults to the exporter's recommended version. Raises ``ConfigError`` (with
@@ -111,6 +124,12 @@ def export_onnx(
     partial = path.with_name(path.name + ".partial")
     try:
         program.save(partial, external_data=False)  # one self-contained file
+        if metadata:
+            proto = onnx.load(str(partial))
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = str(key), str(value)
+            onnx.save(proto, str(partial))
         onnx.checker.check_model(str(partial), full_check=True)
         partial.replace(path)
     finally:
@@ -204,6 +223,20 @@ def verify_onnx(
     )
 
 
+def preprocess_metadata(loaded: LoadedCheckpoint) -> dict[str, str]:
+    """The ``metadata_props`` recording a checkpoint's preprocessing (none for older files)."""
+    if loaded.preprocess is None:
+        return {}
+    preprocess = loaded.preprocessing()
+    return {
+        "autoprune.preprocess": json.dumps(preprocess.to_dict()),
+        "autoprune.mean": ",".join(f"{v:.6g}" for v in preprocess.mean),
+        "autoprune.std": ",".join(f"{v:.6g}" for v in preprocess.std),
+        "autoprune.classes": json.dumps(list(preprocess.classes)),
+        "autoprune.input_size": str(preprocess.image_size),
+    }
+
+
 def export_checkpoint_onnx(
     checkpoint: str | Path,
     path: str | Path,
@@ -220,7 +253,7 @@ def export_checkpoint_onnx(
     require_onnx()
     loaded = load_checkpoint(checkpoint, model=model)
     model_config, model = loaded.config, loaded.model.eval()
-    export_onnx(model, path, model_config.input_shape)
+    export_onnx(model, path, model_config.input_shape, metadata=preprocess_metadata(loaded))
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn(samples, *model_config.input_shape, generator=generator)
     return verify_onnx(path, model, inputs)
