@@ -227,6 +227,13 @@ CASES = [
     C("train --model tiny_resnet --bits 2 --out /proc/x.pt", "cannot be written"),
     C("prune {ckpt} --out {ckpt} --uniform 0.5", "is the checkpoint being pruned"),
     C("prune {ckpt} --out {empty} --uniform 0.5", "is a folder"),
+    # groups
+    C("groups resnet2O", "did you mean"),
+    C("groups {junk}", "{junk}"),
+    C("groups {empty}", "{empty}"),
+    C("groups resnet20 --bits 9", "9"),
+    C("groups tiny_resnet --image-size 0", "Invalid value for '--image-size'"),
+    C("groups {evil}", "pass --model os:abort"),
     # files never make autoprune import code: a checkpoint naming os:abort as its model
     C("inspect {evil}", "pass --model os:abort"),
     C("prune {evil} --out {out} --uniform 0.5", "pass --model os:abort"),
