@@ -166,7 +166,9 @@ def main() -> None:
         "# tiny_dscnn on a small grey image folder (Fashion-MNIST at 20x20 PNG)",
         "",
         f"Command: `python benchmarks/dscnn_folder.py --epochs {args.epochs} --trials "
-        f"{args.trials} --finetune-steps {args.finetune_steps}` (2 CPU threads, seed 0).",
+        f"{args.trials} --finetune-steps {args.finetune_steps} --train-per-class "
+        f"{args.train_per_class} --test-per-class {args.test_per_class} --size {args.size}` "
+        "(2 CPU threads, seed 0).",
         f"Data: the first {args.train_per_class} training and {args.test_per_class} test "
         f"images per class of Fashion-MNIST, box-downsampled to {args.size}x{args.size}, "
         "written as grey PNGs into train/<class>/ and test/<class>/; imagefolder carves a "
