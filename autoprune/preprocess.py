@@ -19,7 +19,7 @@ each channel becomes ``(x / 255 - mean) / std``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,14 @@ import numpy as np
 import torch
 
 from autoprune.errors import ConfigError
+
+Box = tuple[float, float, float, float]
+"""``(left, top, right, bottom)`` in source pixels, as ``PIL.Image.resize(box=...)`` takes it."""
+
+BoxChooser = Callable[[int, int], Box]
+"""``choose(width, height) -> box``: where to crop an image of that size."""
+
+EVAL_RESIZE_RATIO = 256 / 224  # ImageNet evaluation: resize to 256, centre-crop 224
 
 FIELDS = ("image_size", "in_channels", "crop_fraction", "mean", "std", "classes")
 LUMA = (0.299, 0.587, 0.114)  # Pillow's RGB -> L weights, so both paths agree
@@ -136,8 +144,6 @@ class Preprocess:
         return pixels.to(torch.float32).mul(scale).add(shift)
 
     def _from_pil(self, images: Sequence[Any]) -> torch.Tensor:
-        from autoprune.data.transforms import crop_fraction_box, resize_box
-
         choose = crop_fraction_box(self.crop_fraction)
         arrays = [
             resize_box(image, self.mode, self.image_size, choose(*image.size)) for image in images
@@ -197,3 +203,36 @@ def preprocess_of(data: Any) -> dict[str, Any] | None:
     data that describes none (a caller's own ``ImageData``)."""
     preprocessing = getattr(data, "preprocessing", None)
     return preprocessing.to_dict() if isinstance(preprocessing, Preprocess) else None
+
+
+def center_crop_box(width: int, height: int, resize_ratio: float = EVAL_RESIZE_RATIO) -> Box:
+    """The centred square that "resize shorter side to ``size * ratio``, crop ``size``" keeps.
+
+    Resizing by ``size * ratio / min(W, H)`` and cutting ``size`` pixels keeps a square of
+    side ``min(W, H) / ratio`` of the source, whatever ``size`` is.
+    """
+    side = min(width, height) / resize_ratio
+    left, top = (width - side) / 2, (height - side) / 2
+    return (left, top, left + side, top + side)
+
+
+def crop_fraction_box(fraction: float) -> BoxChooser:
+    """The box chooser of the evaluation view keeping the centred ``fraction`` of the shorter
+    side (1.0: the whole square, no crop; 0.875: the ImageNet centre crop)."""
+    return lambda width, height: center_crop_box(width, height, 1.0 / fraction)
+
+
+def resize_box(image: object, mode: str, size: int, box: Box, *, flip: bool = False) -> np.ndarray:
+    """A PIL ``image`` converted to ``mode``, its ``box`` resized (bilinear) to ``size x size``.
+
+    Returns uint8 ``size x size x C``. The one resize rule of training, evaluation and
+    ``autoprune.preprocess``, so a raw image given to a loaded model is treated exactly alike.
+    """
+    from PIL import Image
+
+    converted = image.convert(mode)  # type: ignore[attr-defined]
+    resized = converted.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    if flip:
+        resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.asarray(resized, dtype=np.uint8)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels

@@ -23,23 +23,24 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
-"""``(left, top, right, bottom)`` in source pixels, as ``PIL.Image.resize(box=...)`` takes it."""
-
-BoxChooser = Callable[[int, int], Box]
-"""``choose(width, height) -> box``: where to crop an image of that size."""
+# the evaluation view is also the inference view: its geometry lives with ``Preprocess``
+from autoprune.preprocess import (
+    EVAL_RESIZE_RATIO,
+    Box,
+    BoxChooser,
+    crop_fraction_box,
+    resize_box,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # one grey channel: the mean of the three ImageNet channel statistics
 GREY_MEAN = (0.449,)
 GREY_STD = (0.226,)
-EVAL_RESIZE_RATIO = 256 / 224
 TRAIN_SCALE = (0.08, 1.0)
 TRAIN_RATIO = (3 / 4, 4 / 3)
 RANDOM_CROP_ATTEMPTS = 10
@@ -79,39 +80,6 @@ def random_resized_crop_box(
         crop_w, crop_h = width, height
     left, top = (width - crop_w) // 2, (height - crop_h) // 2
     return (left, top, left + crop_w, top + crop_h)
-
-
-def center_crop_box(width: int, height: int, resize_ratio: float = EVAL_RESIZE_RATIO) -> Box:
-    """The centred square that "resize shorter side to ``size * ratio``, crop ``size``" keeps.
-
-    Resizing by ``size * ratio / min(W, H)`` and cutting ``size`` pixels keeps a square of
-    side ``min(W, H) / ratio`` of the source, whatever ``size`` is.
-    """
-    side = min(width, height) / resize_ratio
-    left, top = (width - side) / 2, (height - side) / 2
-    return (left, top, left + side, top + side)
-
-
-def crop_fraction_box(fraction: float) -> BoxChooser:
-    """The box chooser of the evaluation view keeping the centred ``fraction`` of the shorter
-    side (1.0: the whole square, no crop; 0.875: the ImageNet centre crop)."""
-    return lambda width, height: center_crop_box(width, height, 1.0 / fraction)
-
-
-def resize_box(image: object, mode: str, size: int, box: Box, *, flip: bool = False) -> np.ndarray:
-    """A PIL ``image`` converted to ``mode``, its ``box`` resized (bilinear) to ``size x size``.
-
-    Returns uint8 ``size x size x C``. The one resize rule of training, evaluation and
-    ``autoprune.preprocess``, so a raw image given to a loaded model is treated exactly alike.
-    """
-    from PIL import Image
-
-    converted = image.convert(mode)  # type: ignore[attr-defined]
-    resized = converted.resize((size, size), Image.Resampling.BILINEAR, box=box)
-    if flip:
-        resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    pixels = np.asarray(resized, dtype=np.uint8)
-    return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
 def load_crop(

@@ -15,12 +15,12 @@ from autoprune.data import ImageData, ImageFolderData, load_dataset
 from autoprune.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    center_crop_box,
     eval_sample,
     load_crop,
     random_resized_crop_box,
 )
 from autoprune.errors import ConfigError, DatasetNotFoundError
+from autoprune.preprocess import center_crop_box
 
 CLASSES = ("zebra", "ant", "cat")  # written out of order: labels follow the sorted names
 
