@@ -37,8 +37,8 @@ from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import ImageData, load_dataset
 from autoprune.data.folder import ImageFolderData, Recipe
 from autoprune.data.transforms import EVAL_RESIZE_RATIO, normalisation
-from autoprune.prune.shares import describe_groups
 from autoprune.search import trials_frame
+from autoprune.search.coverage import describe_groups
 from autoprune.search.objective import FinetuneConfig
 from autoprune.search.session import SearchRequest, SearchSession
 from autoprune.train import train_checkpoint

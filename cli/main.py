@@ -33,7 +33,6 @@ from autoprune.export import (
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import MODELS
 from autoprune.paths import check_output, write_text_atomically
-from autoprune.prune.shares import describe_groups
 from autoprune.quant import QuantSpec
 from autoprune.search import (
     DEFAULT_BITS,
@@ -49,6 +48,7 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
+from autoprune.search.coverage import describe_groups
 from autoprune.search.storage import storage_file
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint

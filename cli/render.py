@@ -22,8 +22,8 @@ from rich.table import Table
 
 from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
-from autoprune.prune.shares import GroupsReport
 from autoprune.search import GroupDecision, LayerwiseResult, SearchObserver, compact_ratios
+from autoprune.search.coverage import GroupsReport
 from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
 
 

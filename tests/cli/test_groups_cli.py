@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import autoprune
-from autoprune.prune.shares import describe_groups
+from autoprune.search.coverage import describe_groups
 from autoprune_cli.main import app
 
 runner = CliRunner()

@@ -1,0 +1,79 @@
+"""What a network's default search space covers: its groups, their size shares, the total.
+
+``autoprune groups`` shows this; the shares themselves are measured by
+``autoprune.prune.shares``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoprune.config import ModelConfig
+from autoprune.errors import ConfigError
+from autoprune.metrics import measure
+from autoprune.models import build_model, load_checkpoint
+from autoprune.prune.shares import GroupShare, combined_share, group_shares
+from autoprune.quant import QuantSpec
+from autoprune.search.space import load_search_space
+
+
+@dataclass(frozen=True)
+class GroupsReport:
+    """A network's groups with their shares, and what its default search space covers."""
+
+    model: str
+    quant: str
+    input_shape: tuple[int, int, int]
+    size_bits: int
+    groups: list[GroupShare]
+    searched: list[str]  # the groups of the default search space, in its order
+    searched_share: float  # combined_share of those groups
+
+
+def describe_groups(
+    target: str | Path,
+    *,
+    bits: int | None = None,
+    in_channels: int = 3,
+    image_size: int = 32,
+    num_classes: int = 10,
+    model: Any = None,
+) -> GroupsReport:
+    """The groups of a checkpoint (a file at ``target``; it brings its quantization and input
+    shape, so ``bits`` must be None) or of a model name (``bits`` default 2, the given shape).
+
+    ``model`` allows a checkpoint's user-defined architecture (see
+    ``autoprune.models.load_checkpoint``); a ``package.module:factory`` given as ``target``
+    is named by the caller, so it is built.
+    """
+    if Path(target).is_file():
+        if bits is not None:
+            raise ConfigError(
+                f"checkpoint {target} brings its own quantization: leave the bits parameter out"
+            )
+        loaded = load_checkpoint(target, model=model)
+        config, network = loaded.config, loaded.model
+    else:
+        name = str(target)
+        spec = QuantSpec.from_bits(2 if bits is None else bits)
+        config = ModelConfig(name, spec.to_dict(), num_classes, in_channels, image_size, name)
+        network = build_model(config)
+    network.eval()
+    shape = config.input_shape
+    example = torch.zeros(1, *shape)
+    with torch.inference_mode(False), torch.enable_grad():
+        space = load_search_space(config.name, network, example)
+    searched = [group.name for group in space.groups]
+    return GroupsReport(
+        model=config.name,
+        quant=config.spec.label,
+        input_shape=shape,
+        size_bits=measure(network, shape).size_bits,
+        groups=group_shares(network, shape),
+        searched=searched,
+        searched_share=combined_share(network, shape, searched),
+    )
