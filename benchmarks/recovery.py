@@ -54,12 +54,15 @@ RECIPES: dict[str, FinetuneConfig] = {
     "bn": FinetuneConfig(lr=1e-3, bn_batches=8),
     "bn-low": FinetuneConfig(lr=3e-4, warmup=0.1, bn_batches=8),
     "bn-low-kd": FinetuneConfig(lr=3e-4, warmup=0.1, bn_batches=8, distill=1.0, temperature=4),
+    # added after the first candidate: a low rate recovered less than today's at 40 steps
+    "bn-kd": FinetuneConfig(lr=1e-3, bn_batches=8, distill=1.0, temperature=4),
 }
 BUDGETS: dict[str, tuple[int, ...]] = {
     "old": (40,),
     "bn": (0, 40),
     "bn-low": (40,),
     "bn-low-kd": (10, 20, 40, 80),
+    "bn-kd": (40,),
 }
 EXPORT = FinetuneConfig(lr=3e-4, warmup=0.05, bn_batches=16, distill=1.0, temperature=4)
 EXPORT_STEPS = 400
