@@ -34,11 +34,12 @@ SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
 
 def _request(storage: Path, trials: int, steps: int):
     from autoprune.config import TrainConfig
+    from autoprune.quant import QuantSpec
     from autoprune.search import FinetuneConfig, SearchRequest
 
     return SearchRequest(
         model="tiny_cnn",
-        bits=2,
+        quant=QuantSpec.from_bits(2),
         trials=trials,
         storage=str(storage),
         study_name="soak",

@@ -49,6 +49,7 @@ from autoprune.search import (
     trials_frame,
 )
 from autoprune.search.coverage import describe_groups
+from autoprune.search.session import quant_from_options
 from autoprune.search.storage import storage_file
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
@@ -277,13 +278,17 @@ def search(
     --storage) to run N workers on one study. SIGINT/SIGTERM stop it cleanly.
     """
     control = StopControl(parse_duration(timeout) if timeout is not None else None)
-    request = SearchRequest(
-        model=model,
+    quant = quant_from_options(
+        checkpoint,
         bits=bits,
         wbits=wbits,
         abits=abits,
         binary_weights=weights,
         edge_bits=edge_bits,
+    )
+    request = SearchRequest(
+        model=model,
+        quant=quant,
         dataset=dataset,
         data_dir=data_dir,
         workers=workers,

@@ -1,7 +1,10 @@
 """Everything ``autoprune search`` does, as a library call: prepare, then run trials.
 
-``SearchSession(request)`` loads the data, obtains the baseline (checkpoint, cache or fresh
-training), loads the search space, opens or resumes the study; ``run()`` adds trials.
+``SearchSession(request)`` prepares a search in readable steps (``_check_request``,
+``_load_data``, ``_describe_model``, ``_open_study``, ``_obtain_baseline``,
+``_record_reference``, ``_prepare_trials``): the data, the model description, the search
+space and the study are all known before any training, so a mismatching study is refused
+before minutes of work; ``run()`` then adds trials.
 """
 
 from __future__ import annotations
@@ -9,36 +12,35 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
+from torch import nn
 
-from autoprune.checkpoint import read_checkpoint
+from autoprune.checkpoint import read_checkpoint, save_checkpoint
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
-from autoprune.data import load_dataset
+from autoprune.data import DataSplits, ImageData, load_dataset
 from autoprune.data.base import default_cache_dir
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import measure
 from autoprune.models import build_model, load_checkpoint
 from autoprune.models.external import is_external
+from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA
-from autoprune.quant import QuantSpec, parse_edge_bits
+from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, parse_edge_bits
 from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import SAMPLERS, DistinctSampler
 from autoprune.search.space import load_search_space
-from autoprune.search.storage import (
-    DEFAULT_STORAGE,
-    open_storage,
-    storage_file,
-    storage_liveness,
-)
+from autoprune.search.storage import open_storage, storage_file, storage_liveness
 from autoprune.search.study import (
     BASELINE_PATH_ATTR,
     REFERENCE_ATTR,
@@ -58,26 +60,31 @@ DEFAULT_MODEL = "resnet18"
 DEFAULT_BITS = 2
 METHODS = ("joint", "layerwise")
 
+Storage = str | optuna.storages.BaseStorage | None
+"""Where a study lives: a path or URL (``autoprune.search.storage.open_storage``), an Optuna
+storage object, or None for an in-memory study that ends with the process."""
+
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """What the user asked for. ``model`` and the quantization fields None: from the
-    checkpoint, else the defaults (bits 2, bnn binary weights, float edge layers).
+    """What to search, in the library's terms.
 
-    Quantization (see ``QuantSpec.from_options``): ``bits`` sets weights and activations,
-    ``wbits``/``abits`` override one side, ``binary_weights`` is ``bnn`` or ``xnor`` for
-    1-bit weights, ``edge_bits`` is 32, 8 or ``"net"`` for the first conv and classifier.
+    - ``model``: a registered model name, ``"package.module:factory"``, or an ``nn.Module``
+      (float: quantized as ``quant`` says, on a copy; or quantized already, then ``quant``
+      must say how). None: the checkpoint's model, else ``DEFAULT_MODEL``.
+    - ``quant``: a ``QuantSpec`` (``QuantSpec.from_options``); None: the checkpoint's, else
+      ``QuantSpec.from_bits(DEFAULT_BITS)``. With a checkpoint, a given spec must match it.
+    - ``dataset``: a registered dataset name or loaded data (``DataSplits``, any
+      ``ImageData``); None: the checkpoint's dataset, else digits. ``data_dir``,
+      ``image_size``, ``augment`` None: the checkpoint's, else the dataset's defaults.
+    - ``train``: how the baseline is trained (and cached) from the model's initial weights;
+      None uses an ``nn.Module`` or checkpoint as it is, untrained.
+    - ``storage``: see ``Storage``.
     """
 
-    model: str | None = None
-    bits: int | None = None
-    wbits: int | None = None
-    abits: int | None = None
-    binary_weights: str | None = None
-    edge_bits: int | str | None = None
-    # dataset, data_dir, image_size, augment None: the checkpoint's when there is one, else
-    # digits and the dataset's defaults
-    dataset: str | None = None
+    model: str | nn.Module | None = None
+    quant: QuantSpec | None = None
+    dataset: str | ImageData | None = None
     data_dir: str | None = None
     workers: int | None = None  # data-loader processes of streaming datasets (None: default)
     image_size: int | None = None  # image side of streaming datasets (None: the dataset's)
@@ -86,8 +93,8 @@ class SearchRequest:
     sampler: str = "gp"
     criterion: str = "angle-next"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    storage: str = DEFAULT_STORAGE
+    train: TrainConfig | None = field(default_factory=TrainConfig)
+    storage: Storage = None
     study_name: str | None = None
     checkpoint: str | None = None
     search_space: str | None = None
@@ -99,14 +106,75 @@ class SearchRequest:
     layerwise: LayerwiseConfig = field(default_factory=LayerwiseConfig)
 
     def quant_spec(self) -> QuantSpec:
-        """The requested quantization with the defaults filled in (no checkpoint involved)."""
-        return QuantSpec.from_options(
-            bits=DEFAULT_BITS if self.bits is None else self.bits,
-            wbits=self.wbits,
-            abits=self.abits,
-            binary_weights=self.binary_weights,
-            edge_bits=self.edge_bits,
-        )
+        """The requested quantization with the default filled in (no checkpoint involved)."""
+        return self.quant if self.quant is not None else QuantSpec.from_bits(DEFAULT_BITS)
+
+    @property
+    def dataset_name(self) -> str | None:
+        """The dataset's name, whether it was named or handed over loaded."""
+        if self.dataset is None or isinstance(self.dataset, str):
+            return self.dataset
+        return str(getattr(self.dataset, "name", "data"))
+
+
+# the options ``QuantSpec.from_options`` takes, and how each reads off a built spec
+def _held_options(spec: QuantSpec) -> dict[str, Any]:
+    return {
+        "bits": spec.wbits if spec.wbits == spec.abits else spec.label,
+        "wbits": spec.wbits,
+        "abits": spec.abits,
+        "binary_weights": spec.weight_scheme,
+        "edge_bits": spec.edge_bits,
+    }
+
+
+def checkpoint_quant(path: str | Path) -> QuantSpec:
+    """The quantization the checkpoint at ``path`` was trained with."""
+    payload = read_checkpoint(path)
+    try:
+        return ModelConfig.from_dict(payload["model"]).spec
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} has an invalid model description ({error}): re-create it"
+        ) from error
+
+
+def quant_from_options(
+    checkpoint: str | Path | None = None,
+    *,
+    bits: int | None = None,
+    wbits: int | None = None,
+    abits: int | None = None,
+    binary_weights: str | None = None,
+    edge_bits: int | str | None = None,
+) -> QuantSpec | None:
+    """The ``QuantSpec`` that quantization options ask for (see ``QuantSpec.from_options``).
+
+    Without a checkpoint, unset options take their defaults (``bits`` ``DEFAULT_BITS``).
+    With one, every option given must match what the checkpoint was trained with
+    (``ConfigError`` naming the option otherwise) and the checkpoint's spec is returned;
+    None when no option was given (the checkpoint decides).
+    """
+    given = {
+        "bits": bits,
+        "wbits": wbits,
+        "abits": abits,
+        "binary_weights": binary_weights,
+        "edge_bits": None if edge_bits is None else parse_edge_bits(edge_bits),
+    }
+    if checkpoint is None:
+        return QuantSpec.from_options(**{**given, "bits": DEFAULT_BITS if bits is None else bits})
+    if all(value is None for value in given.values()):
+        return None
+    spec = checkpoint_quant(checkpoint)
+    held = _held_options(spec)
+    for key, value in given.items():
+        if value is not None and value != held[key]:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} holds {key} {held[key]} but {key} {value} was "
+                f"requested: drop {key} or pass a matching checkpoint"
+            )
+    return spec
 
 
 @contextmanager
@@ -140,6 +208,8 @@ def _remove_if_empty(path: Path) -> None:
 def _with_data_defaults(request: SearchRequest) -> SearchRequest:
     """``request`` with the dataset, data folder, image size and augmentation it leaves open
     taken from its checkpoint's record (what the baseline was trained on), else digits."""
+    if request.dataset is not None and not isinstance(request.dataset, str):
+        return request  # loaded data: nothing to look up
     recorded: dict = {}
     if request.checkpoint and None in (request.dataset, request.data_dir, request.image_size):
         payload = read_checkpoint(request.checkpoint)
@@ -169,68 +239,184 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _tensors_digest(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> str:
+    """A digest of tensors' shapes and values: identifies a caller's model or data."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{tuple(value.shape)}{value.dtype}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, QuantConv2d | QuantLinear) for m in model.modules())
+
+
+def _on_device(data: ImageData, device: torch.device) -> ImageData:
+    """In-memory splits moved to ``device`` (a copy) when they live elsewhere."""
+    if not isinstance(data, DataSplits) or data.train_x.device == device:
+        return data
+    moved = {
+        f.name: getattr(data, f.name).to(device)
+        for f in fields(data)
+        if isinstance(getattr(data, f.name), torch.Tensor)
+    }
+    return replace(data, **moved)
+
+
+def storage_label(storage: Storage) -> str:
+    """How a storage is named in messages and keys: its path or URL, else its kind."""
+    if storage is None:
+        return "memory"
+    if isinstance(storage, str):
+        return storage
+    url = getattr(storage, "url", None)  # RDBStorage
+    return str(url) if url else type(storage).__name__
+
+
+def open_search_storage(storage: Storage) -> optuna.storages.BaseStorage:
+    """``storage`` opened: a path or URL by ``open_storage``, None as an in-memory storage."""
+    if storage is None:
+        return optuna.storages.InMemoryStorage()
+    if isinstance(storage, str):
+        return open_storage(storage)
+    if not isinstance(storage, optuna.storages.BaseStorage):
+        raise ConfigError(
+            f"storage must be a path, a URL, an Optuna storage or None (in memory), got a "
+            f"{type(storage).__name__}"
+        )
+    return storage
+
+
 class SearchSession:
+    """A prepared search: data, baseline, search space and study; ``run()`` adds trials.
+
+    Attributes set by the steps: ``device``, ``data``, ``data_config``, ``model_config``,
+    ``space``, ``study_name``, ``storage``, ``study``, ``created``, ``baseline``,
+    ``baseline_path``, ``baseline_reused``, ``baseline_val_accuracy``, ``reference``,
+    ``evaluator``.
+    """
+
     def __init__(
         self, request: SearchRequest, *, baseline_progress: Progress | None = None
     ) -> None:
         self.request = request
         # a command that fails must not leave a new, empty storage file behind
-        new_file = storage_file(request.storage)
+        new_file = storage_file(request.storage) if isinstance(request.storage, str) else None
         if new_file is not None and new_file.exists():
             new_file = None
         try:
-            self._prepare(request, baseline_progress)
+            self._check_request()
+            self._load_data()
+            self._describe_model()
+            self._open_study()
+            self._obtain_baseline(baseline_progress)
+            self._record_reference()
+            self._prepare_trials()
         except BaseException:
             if new_file is not None:
                 _remove_if_empty(new_file)
             raise
 
-    def _prepare(self, request: SearchRequest, baseline_progress: Progress | None) -> None:
+    # -- the steps, in order ------------------------------------------------------------------
+
+    def _check_request(self) -> None:
+        """Unknown names fail before anything is loaded or the study is touched."""
+        request = self.request
         if request.method not in METHODS:
             raise ConfigError(
                 f"unknown search method {request.method!r}: use one of {', '.join(METHODS)}"
             )
-        SAMPLERS.get(request.sampler)  # unknown names fail before the study is touched
+        SAMPLERS.get(request.sampler)
         CRITERIA.get(request.criterion)
-        request = self.request = _with_data_defaults(request)
-        self.device = resolve_device(request.device)
-        self.data = load_dataset(
-            request.dataset,
-            data_dir=request.data_dir,
-            val_fraction=request.val_fraction,
-            seed=request.seed,
-            device=self.device,
-            max_train=request.max_train,
-            workers=request.workers,
-            image_size=request.image_size,
-            augment=request.augment,
-        )
-        self.data_config = DataConfig.of(
-            self.data,
-            request.dataset,
-            val_fraction=request.val_fraction,
-            seed=request.seed,
-            max_train=request.max_train,
-        )
-        # Everything that defines the study is known before any training, so a mismatching
-        # study is refused before minutes of work.
-        checkpoint_model = None
-        if request.checkpoint:
-            self.model_config, checkpoint_model, baseline_identity = self._from_checkpoint(
-                Path(request.checkpoint)
+        if (
+            request.train is None
+            and request.checkpoint is None
+            and (request.model is None or isinstance(request.model, str))
+        ):
+            raise ConfigError(
+                "train is None but the model is a name: a named model needs a baseline "
+                "training config (train), or pass a checkpoint or a trained nn.Module"
             )
+        self.request = _with_data_defaults(request)
+        self.device = resolve_device(self.request.device)
+
+    def _load_data(self) -> None:
+        """The dataset by name (``load_dataset``), or the caller's loaded data."""
+        request = self.request
+        if isinstance(request.dataset, str):
+            self.data = load_dataset(
+                request.dataset,
+                data_dir=request.data_dir,
+                val_fraction=request.val_fraction,
+                seed=request.seed,
+                device=self.device,
+                max_train=request.max_train,
+                workers=request.workers,
+                image_size=request.image_size,
+                augment=request.augment,
+            )
+            self.data_config = DataConfig.of(
+                self.data,
+                request.dataset,
+                val_fraction=request.val_fraction,
+                seed=request.seed,
+                max_train=request.max_train,
+            )
+            return
+        if not isinstance(request.dataset, ImageData):
+            raise ConfigError(
+                f"dataset must be a dataset name or loaded data (DataSplits), got a "
+                f"{type(request.dataset).__name__}"
+            )
+        self.data = _on_device(request.dataset, self.device)
+        # identified by content: two different in-memory datasets never share a study
+        content = getattr(self.data, "identity", None)
+        if content is None and isinstance(self.data, DataSplits):
+            content = _tensors_digest(
+                [self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y]
+            )
+        augment = getattr(self.data, "augmentation", None)
+        self.data_config = DataConfig(
+            str(request.dataset_name),
+            val_fraction=request.val_fraction,
+            seed=request.seed,
+            content=content,
+            augment=None if augment == "light" else augment,
+        )
+
+    def _describe_model(self) -> None:
+        """The model description, the search space and the study name; a checkpoint is read
+        and checked against the request (its network becomes the baseline)."""
+        request = self.request
+        self._checkpoint_model: nn.Module | None = None
+        self._baseline_file: Path | None = None
+        if request.checkpoint:
+            self.model_config, self._checkpoint_model, self.baseline_identity = (
+                self._from_checkpoint(Path(request.checkpoint))
+            )
+            self._baseline_file = Path(request.checkpoint)
+        elif isinstance(request.model, nn.Module):
+            self.model_config, self.baseline_identity = self._from_module(request.model)
         else:
             self.model_config = ModelConfig.for_data(
                 request.model or DEFAULT_MODEL, request.quant_spec(), self.data
             )
-            baseline_identity = {"train": request.train.to_dict()}
+            assert request.train is not None  # _check_request
+            self.baseline_identity = {"train": request.train.to_dict()}
         example = torch.zeros(1, *self.model_config.input_shape)
         self.space = load_search_space(
             self.model_config.name, build_model(self.model_config), example, request.search_space
         )
         self.study_name = request.study_name or (
-            f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset}"
+            f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset_name}"
         )
+
+    def _open_study(self) -> None:
+        """Open or resume the study whose stored config must equal this request's."""
+        request = self.request
+        baseline_identity = self.baseline_identity
         config = {
             "model": self.model_config.to_dict(),
             "data": self.data_config.to_dict(),
@@ -245,7 +431,7 @@ class SearchSession:
             del config["finetune"]
             config.update(method="layerwise", layerwise=request.layerwise.to_dict())
         # Opened once the request is known to be valid, still before minutes of training.
-        self.storage = open_storage(request.storage)
+        self.storage = open_search_storage(request.storage)
         self.study, self.created = open_study(self.storage, self.study_name, config=config)
         # Seeded per trial (seed + trial number): a resumed run, or a worker joining others,
         # draws new start-up points, and never one another trial holds.
@@ -255,34 +441,44 @@ class SearchSession:
             n_startup_trials=len(self.space.groups) // 2 + 6,
         )  # the layer-wise method makes one sampler per group instead
 
-        if checkpoint_model is not None:
-            self.baseline = checkpoint_model.to(self.device).eval()
-            self.baseline_path = Path(request.checkpoint)
+    def _obtain_baseline(self, progress: Progress | None) -> None:
+        """The unpruned network: the checkpoint's or the module as given, else trained (or
+        found in the cache) from the model's initial weights."""
+        request = self.request
+        if self._checkpoint_model is not None or request.train is None:
+            model = self._checkpoint_model
+            if model is None:  # an nn.Module used as it is
+                model = build_model(self.model_config)
+            self.baseline = model.to(self.device).eval()
             self.baseline_reused = True
             self.baseline_val_accuracy = evaluate(self.baseline, self.data, "val").accuracy
-        else:
-            cache_dir = default_cache_dir()
-            # Workers started together on one machine (or sharing the cache folder) train the
-            # baseline once: the first holds the lock, the others then load its checkpoint.
-            lock = baseline_path(cache_dir, self.model_config, self.data_config, request.train)
-            with _file_lock(lock.with_suffix(".lock")):
-                baseline = obtain_baseline(
-                    self.model_config,
-                    self.data_config,
-                    request.train,
-                    self.data,
-                    cache_dir=cache_dir,
-                    device=self.device,
-                    progress=baseline_progress,
-                )
-            self.baseline, self.baseline_path = baseline.model, baseline.path
-            self.baseline_reused = baseline.reused
-            self.baseline_val_accuracy = baseline.val_accuracy
+            self.baseline_path = self._baseline_file or self._save_module_baseline()
+            return
+        cache_dir = default_cache_dir()
+        # Workers started together on one machine (or sharing the cache folder) train the
+        # baseline once: the first holds the lock, the others then load its checkpoint.
+        lock = baseline_path(cache_dir, self.model_config, self.data_config, request.train)
+        with _file_lock(lock.with_suffix(".lock")):
+            baseline = obtain_baseline(
+                self.model_config,
+                self.data_config,
+                request.train,
+                self.data,
+                cache_dir=cache_dir,
+                device=self.device,
+                progress=progress,
+            )
+        self.baseline, self.baseline_path = baseline.model, baseline.path
+        self.baseline_reused = baseline.reused
+        self.baseline_val_accuracy = baseline.val_accuracy
+
+    def _record_reference(self) -> None:
+        """The study records its reference sizes, its baseline file and its data folder."""
+        float_config = replace(self.model_config, quant=QuantSpec().to_dict())
         self.reference = Reference(
             quantized_size_bits=measure(self.baseline, self.model_config.input_shape).size_bits,
             float_size_bits=measure(
-                build_model(replace(self.model_config, quant=QuantSpec().to_dict())),
-                self.model_config.input_shape,
+                build_model(float_config), self.model_config.input_shape
             ).size_bits,
             baseline_val_accuracy=self.baseline_val_accuracy,
         )
@@ -290,7 +486,10 @@ class SearchSession:
         self.study.set_user_attr(BASELINE_PATH_ATTR, str(Path(self.baseline_path).resolve()))
         if getattr(self.data, "root", None) is not None:  # `export` finds the images again
             self.study.set_user_attr(DATA_DIR_ATTR, str(Path(self.data.root).resolve()))  # type: ignore[attr-defined]
-        if request.method == "joint":
+
+    def _prepare_trials(self) -> None:
+        """Reference trials queued (joint method) and the candidate evaluator."""
+        if self.request.method == "joint":
             # a killed worker's trial (a reference point, say) is failed and queued again first
             fail_dead_trials(self.study, self.storage, storage_liveness(self.storage))
             enqueue_reference_trials(self.study, self.space, self.storage)
@@ -298,53 +497,81 @@ class SearchSession:
             baseline=self.baseline,
             data=self.data,
             model_config=self.model_config,
-            criterion=request.criterion,
-            finetune_config=request.finetune,
+            criterion=self.request.criterion,
+            finetune_config=self.request.finetune,
         )
 
-    def _from_checkpoint(self, path: Path) -> tuple[ModelConfig, torch.nn.Module, dict]:
-        # a user-defined architecture is rebuilt only when the request names it; a registered
-        # name given for another model is refused below, naming the option
+    # -- helpers of the steps -----------------------------------------------------------------
+
+    def _from_module(self, module: nn.Module) -> tuple[ModelConfig, dict]:
+        """The description of a caller's network: named after its class and weights, so two
+        different networks never share a cached baseline or a study."""
+        request = self.request
+        if _is_quantized(module) and request.quant is None:
+            raise ConfigError(
+                f"model {type(module).__name__} is quantized already: pass quant, the "
+                "QuantSpec it was quantized with"
+            )
+        digest = _tensors_digest(list(module.state_dict().values()))
+        kind = type(module)
+        model_config = replace(
+            ModelConfig.for_data(
+                f"{kind.__module__}:{kind.__qualname__}@{digest[:8]}",
+                request.quant_spec(),
+                self.data,
+            ),
+            source=module,
+        )
+        trained = request.train.to_dict() if request.train is not None else None
+        return model_config, {"module": digest, "train": trained}
+
+    def _save_module_baseline(self) -> Path:
+        """A caller's network used as it is, saved to the cache so that ``export_trial`` (and
+        ``autoprune export`` with the network) can rebuild trials later."""
+        config = self.model_config
+        path = default_cache_dir() / "baselines" / f"{config.name.replace(':', '-')}.pt"
+        metadata = {"data": self.data_config.to_dict(), "val_accuracy": self.baseline_val_accuracy}
+        save_checkpoint(
+            path, self.baseline, config, metadata=metadata, preprocess=preprocess_of(self.data)
+        )
+        return path
+
+    def _from_checkpoint(self, path: Path) -> tuple[ModelConfig, nn.Module, dict]:
+        # a user-defined architecture is rebuilt only when the request names it (or hands
+        # over the network); a registered name given for another model is refused below
         named = self.request.model
-        loaded = load_checkpoint(path, model=named if named and is_external(named) else None)
+        source = named if isinstance(named, nn.Module) or (named and is_external(named)) else None
+        loaded = load_checkpoint(path, model=source)
         model_config = loaded.config
         if loaded.kept_channels:
             raise CheckpointError(
                 f"checkpoint {path} is already pruned: search from the unpruned baseline checkpoint"
             )
-        # every quantization option given must match what the checkpoint was trained with
-        request, spec = self.request, model_config.spec
-        wanted = {
-            "model": request.model,
-            "bits": request.bits,
-            "wbits": request.wbits,
-            "abits": request.abits,
-            "weights": request.binary_weights,
-            "edge-bits": None if request.edge_bits is None else parse_edge_bits(request.edge_bits),
-        }
-        held = {
-            "model": model_config.name,
-            "bits": spec.wbits if spec.wbits == spec.abits else spec.label,
-            "wbits": spec.wbits,
-            "abits": spec.abits,
-            "weights": spec.weight_scheme,
-            "edge-bits": spec.edge_bits,
-        }
-        for key, value in wanted.items():
-            if value is not None and value != held[key]:
-                raise CheckpointError(
-                    f"checkpoint {path} holds {key} {held[key]} but --{key} {value} was given: "
-                    f"drop --{key} or pass a matching checkpoint"
-                )
+        request = self.request
+        if isinstance(named, str) and named != model_config.name:
+            raise CheckpointError(
+                f"checkpoint {path} holds model {model_config.name} but model {named} was "
+                "requested: drop model or pass a matching checkpoint"
+            )
+        # the quantization asked for must be the checkpoint's, option by option
+        if request.quant is not None and request.quant != model_config.spec:
+            held, wanted = model_config.spec.to_dict(), request.quant.to_dict()
+            key = next(k for k in held if held[k] != wanted[k])
+            raise CheckpointError(
+                f"checkpoint {path} holds {key} {held[key]} but {key} {wanted[key]} was "
+                "requested: drop quant or pass a matching checkpoint"
+            )
         shape = (self.data.num_classes, self.data.in_channels, self.data.image_size)
         if (model_config.num_classes, model_config.in_channels, model_config.image_size) != shape:
             raise CheckpointError(
                 f"checkpoint {path} was made for {model_config.num_classes} classes of "
                 f"{model_config.in_channels}x{model_config.image_size}px images, dataset "
-                f"{self.request.dataset} has {shape[0]} classes of {shape[1]}x{shape[2]}px: "
+                f"{request.dataset_name} has {shape[0]} classes of {shape[1]}x{shape[2]}px: "
                 "pass the dataset it was trained on"
             )
         return model_config, loaded.model, {"checkpoint": _file_digest(path)}
+
+    # -- running ------------------------------------------------------------------------------
 
     def run_layerwise(self, observer: SearchObserver | None = None) -> LayerwiseResult:
         """Run or resume the paper's layer-wise method; its result is a trial of the study."""
@@ -364,9 +591,15 @@ class SearchSession:
 
     @property
     def layerwise_dir(self) -> Path:
-        """Where the layer-wise method keeps its networks: one folder per storage and study."""
+        """Where the layer-wise method keeps its networks: one folder per storage and study
+        (an in-memory storage's lives as long as this process)."""
         storage = self.request.storage
-        where = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+        if isinstance(storage, str):
+            where = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+        elif storage_label(storage) != type(storage).__name__:
+            where = storage_label(storage)
+        else:
+            where = f"{storage_label(storage)}-{os.getpid()}-{id(self.storage)}"
         identity = f"{where}\n{self.study_name}"
         return (
             default_cache_dir() / "layerwise" / hashlib.sha256(identity.encode()).hexdigest()[:16]
@@ -392,7 +625,7 @@ class SearchSession:
             total_trials=self.request.trials,
             observer=observer or SearchObserver(),
             control=control or StopControl(),
-            label=self.request.storage,
+            label=storage_label(self.request.storage),
             liveness=storage_liveness(self.storage),
             distinct_points=distinct,
         ).run()

@@ -40,6 +40,7 @@ import torch
 
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
+from autoprune.quant import QuantSpec
 from autoprune.search import FinetuneConfig, SearchRequest, SearchSession
 from autoprune.train import train_checkpoint
 from autoprune_cli import main as cli
@@ -146,7 +147,7 @@ CASES = [
     C(f"{SEARCH} --checkpoint {{junk}}", "{junk}"),
     C(f"{SEARCH} --device cuda:7", "cuda"),
     C(f"{SEARCH} --device tpu", "tpu"),
-    C(f"{SEARCH} --checkpoint {{ckpt}} --bits 1", "holds bits 2 but --bits 1"),
+    C(f"{SEARCH} --checkpoint {{ckpt}} --bits 1", "holds bits 2 but"),
     C(f"{SEARCH} --checkpoint {{db}}", "{db}"),
     C(f"search {TINY} --storage {{junk}}", "{junk}"),
     C(f"search {TINY} --storage nodriver://host/db", "nodriver"),
@@ -267,7 +268,7 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         )
         request = SearchRequest(
             model="tiny_resnet",
-            bits=2,
+            quant=QuantSpec.from_bits(2),
             trials=2,
             storage=str(folder / "study.db"),
             study_name="s",

@@ -152,7 +152,7 @@ def test_train_writes_checkpoint_that_load_and_search_accept(tmp_path: Path) -> 
     mismatched = _invoke(
         "search", "--checkpoint", str(out), "--model", "resnet20", "--storage", storage
     )
-    assert mismatched.exit_code != 0 and "drop --model" in str(mismatched.exception)
+    assert mismatched.exit_code != 0 and "holds model tiny_cnn" in str(mismatched.exception)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 
 from autoprune.config import TrainConfig
 from autoprune.errors import ConfigError, StorageError
+from autoprune.quant import QuantSpec
 from autoprune.search import FinetuneConfig, SearchObserver, SearchRequest, SearchSession
 from autoprune.search import storage as storage_module
 from autoprune.search.objective import CandidateResult
@@ -31,7 +32,7 @@ from autoprune.search.worker import (
 def _request(storage: Path, trials: int, steps: int = 2) -> SearchRequest:
     return SearchRequest(
         model="tiny_cnn",
-        bits=2,
+        quant=QuantSpec.from_bits(2),
         trials=trials,
         storage=str(storage),
         study_name="s",

@@ -14,6 +14,7 @@ import autoprune
 from autoprune.config import TrainConfig
 from autoprune.errors import ConfigError
 from autoprune.metrics import measure
+from autoprune.quant import QuantSpec
 from autoprune.search import SearchObserver, SearchRequest, SearchSession
 from autoprune.search.layerwise import (
     GroupDecision,
@@ -41,7 +42,7 @@ def test_objective_follows_the_paper() -> None:
 def _request(storage: Path, **changes: object) -> SearchRequest:
     options: dict = dict(
         model="tiny_resnet",
-        bits=2,
+        quant=QuantSpec.from_bits(2),
         storage=str(storage),
         study_name="lw",
         method="layerwise",

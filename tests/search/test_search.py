@@ -11,6 +11,7 @@ import torch
 from autoprune.config import TrainConfig
 from autoprune.errors import ConfigError, StorageError
 from autoprune.models import MODELS, create_model
+from autoprune.quant import QuantSpec
 from autoprune.search import (
     FinetuneConfig,
     SearchObserver,
@@ -90,7 +91,7 @@ class _InterruptAt(SearchObserver):
 def _request(storage: Path, trials: int) -> SearchRequest:
     return SearchRequest(
         model="tiny_cnn",
-        bits=1,
+        quant=QuantSpec.from_bits(1),
         trials=trials,
         storage=str(storage),
         study_name="s",
