@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import optuna
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -49,8 +50,11 @@ from autoprune.search import (
     trials_frame,
 )
 from autoprune.search.coverage import describe_groups
+from autoprune.search.pareto import best_under, parse_size_limit
+from autoprune.search.plot import plot_format, require_plotting, save_front_plot, scatter_text
 from autoprune.search.session import quant_from_options
 from autoprune.search.storage import storage_file
+from autoprune.search.study import delete_study
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
 from autoprune_cli.render import (
@@ -427,17 +431,45 @@ def pareto(
     json: Annotated[
         str | None, typer.Option(help="Write JSON records to this path ('-' for stdout).")
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw every trial, the front and the reference points to this image (.png, "
+            ".pdf, .svg); needs pip install 'autoprune[plot]'.",
+        ),
+    ] = None,
+    scatter: Annotated[
+        bool, typer.Option(help="Also draw the trials and the front as text in the terminal.")
+    ] = False,
+    best_under: Annotated[
+        str | None,
+        typer.Option(
+            help="Only the most accurate trial of at most this size: MB (0.05) or percent of "
+            "the unpruned quantized model (50%).",
+        ),
+    ] = None,
 ) -> None:
     """Show the accuracy/size Pareto front of a study."""
+    if best_under is not None:
+        parse_size_limit(best_under)  # a malformed size fails before the study is read
+    if plot is not None:
+        require_plotting()
+        plot_format(plot)
     _require_existing(storage)
     study_file = {"the study's storage": storage_file(storage)}
-    for flag, path in (("--csv", csv), ("--json", json)):
+    for flag, path in (("--csv", csv), ("--json", json), ("--plot", plot)):
         if path not in (None, "-"):
             check_output(path, inputs=study_file, what=flag)
     if csv not in (None, "-") and csv == json:
         raise AutopruneError(f"--csv and --json both name {csv}: give them different files")
     loaded = load_existing_study(open_storage(storage), study)
     frame = trials_frame(loaded, pareto_only=not all_trials)
+    if best_under is not None:
+        frame = _best_under(loaded, best_under)
+    if plot is not None:
+        console.print(f"wrote {save_front_plot(loaded, plot)}")
+    if scatter:
+        console.print(scatter_text(loaded), markup=False, highlight=False, end="")
     if csv is not None:
         text = frame.to_csv(index=False)
         sys.stdout.write(text) if csv == "-" else write_text_atomically(csv, text)
@@ -446,13 +478,47 @@ def pareto(
         sys.stdout.write(text) if json == "-" else write_text_atomically(json, text)
     if csv is None and json is None:
         what = "All complete trials" if all_trials else "Pareto front"
+        if best_under is not None:
+            what = f"Most accurate trial of at most {best_under}"
         console.print(pareto_table(frame, f"{what} of {loaded.study_name}"))
 
 
+def _best_under(study: optuna.Study, size: str) -> pd.DataFrame:
+    """The one-row frame of ``best_under``, or a one-line error naming the smallest trial."""
+    every = trials_frame(study, pareto_only=False)
+    best = best_under(every, size)
+    if best is None:
+        smallest = (
+            f"the smallest is {every['size_mb'].min():.4g} MB, "
+            f"{every['size_pct_of_quantized'].min():.1f} %"
+            if not every.empty
+            else "it has no complete trial"
+        )
+        raise AutopruneError(
+            f"no trial of study {study.study_name} is at most {size} ({smallest}): "
+            "raise --best-under or search further"
+        )
+    frame = every.iloc[[int(best.name)]].reset_index(drop=True)
+    frame.attrs["groups"] = every.attrs["groups"]
+    return frame
+
+
 @app.command()
-def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
+def studies(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    delete: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete this study and its trials from the storage (asks first, unless --yes)."
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+) -> None:
     """List the studies in a storage with their trial counts."""
     _require_existing(storage)
+    if delete is not None:
+        _delete_study(storage, delete, yes)
+        return
     rows = study_summaries(open_storage(storage))
     table = Table(title=f"Studies in {storage}")
     columns = ("study", "method", "model", "quant", "dataset", "complete", "running", "failed")
@@ -740,6 +806,25 @@ def prune(
     )
     if onnx is not None:
         _write_onnx(report.path, onnx, model)
+
+
+def _delete_study(storage: str, name: str, yes: bool) -> None:
+    opened = open_storage(storage)
+    listed = {row["study"]: row for row in study_summaries(opened)}
+    if name not in listed:
+        where = "" if storage == DEFAULT_STORAGE else f" --storage {storage}"
+        raise AutopruneError(f"no study named {name} in {storage}: see `autoprune studies{where}`")
+    trials = f"{listed[name]['complete']} complete trials"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise AutopruneError(
+                f"deleting study {name} ({trials}) needs confirmation: add --yes to delete "
+                "without asking"
+            )
+        typer.confirm(f"delete study {name} ({trials}) from {storage}?", abort=True)
+    deleted = delete_study(opened, name)
+    groups = f" and its {len(deleted) - 1} layer-wise group studies" if len(deleted) > 1 else ""
+    console.print(f"deleted study {name} ({trials}){groups} from {storage}")
 
 
 def _require_existing(storage: str) -> None:

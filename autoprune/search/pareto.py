@@ -7,10 +7,13 @@ column ``ratio:<group>`` holding its pruning ratio (a fraction), so JSON and CSV
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search.study import CONFIG_ATTR, REFERENCE_ATTR
 
@@ -81,3 +84,42 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     frame = frame.sort_values(["size_mb", "trial"]).reset_index(drop=True)
     frame.attrs["groups"] = groups
     return frame
+
+
+def parse_size_limit(size: float | str) -> tuple[float, bool]:
+    """``(value, is_percent)`` of a size limit: MB (``0.05``) or a percent of the unpruned
+    quantized model (``"50%"``); a ``ConfigError`` names the two forms otherwise."""
+    text = str(size).strip()
+    percent = text.endswith("%")
+    try:
+        value = float(text[:-1] if percent else text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or (percent and value > 100):
+        raise ConfigError(
+            f"size limit {text!r} must be a positive size in MB such as 0.05, or a percent of "
+            "the unpruned quantized model such as 50%"
+        )
+    return value, percent
+
+
+def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Series | None:
+    """The complete trial with the highest validation accuracy whose size is at most ``size``
+    (see ``parse_size_limit``; ties go to the smaller network), or None if no trial fits.
+
+    ``source`` is a study or a ``trials_frame`` of it (a Pareto-only frame gives the same
+    answer: the best trial under a size limit is always Pareto-optimal).
+    """
+    limit, percent = parse_size_limit(size)
+    frame = trials_frame(source, pareto_only=False) if isinstance(source, optuna.Study) else source
+    column = "size_pct_of_quantized" if percent else "size_mb"
+    if percent and frame[column].isna().any():
+        raise ConfigError(
+            "the study records no unpruned quantized size to take a percent of: give the "
+            "size limit in MB"
+        )
+    fitting = frame[frame[column] <= limit + 1e-12]
+    if fitting.empty:
+        return None
+    order = fitting.sort_values(["val_accuracy", "size_mb", "trial"], ascending=[False, True, True])
+    return order.iloc[0]

@@ -222,3 +222,25 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
             }
         )
     return summaries
+
+
+def delete_study(storage: optuna.storages.BaseStorage, name: str) -> list[str]:
+    """Delete the study ``name`` with the per-group studies of its layer-wise search, if any;
+    returns the names deleted. Other studies are left alone."""
+    names = study_names(storage)
+    if name not in names:
+        raise ConfigError(f"no study named {name!r} in this storage: check the study name")
+    groups = []
+    for other in names:
+        parent = optuna.load_study(study_name=other, storage=storage).user_attrs.get(
+            LAYERWISE_PARENT_ATTR
+        )
+        if other == name and parent is not None:
+            raise ConfigError(
+                f"study {name!r} is one group of the layer-wise study {parent!r}: delete that"
+            )
+        if parent == name:
+            groups.append(other)
+    for doomed in (*groups, name):
+        optuna.delete_study(study_name=doomed, storage=storage)
+    return [name, *groups]
