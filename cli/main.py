@@ -21,7 +21,7 @@ from rich.table import Table
 
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
-from autoprune.device import resolve_device
+from autoprune.device import resolve_device, tune_cpu_allocator
 from autoprune.errors import AutopruneError, UntrustedModelError
 from autoprune.export import (
     DEFAULT_CRITERION,
@@ -49,7 +49,7 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
-from autoprune.search.coverage import describe_groups
+from autoprune.search.coverage import default_search_space, describe_groups
 from autoprune.search.pareto import best_under, parse_size_limit
 from autoprune.search.plot import plot_format, require_plotting, save_front_plot, scatter_text
 from autoprune.search.session import quant_from_options
@@ -681,6 +681,47 @@ def groups(
     console.print(groups_table(info))
 
 
+@app.command("space")
+def space_command(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A model name (see --model of train) or package.module:factory, or a checkpoint."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="YAML file to write.")],
+    bits: BitsOpt = None,
+    in_channels: Annotated[int, typer.Option(min=1, help="Model input channels.")] = 3,
+    image_size: Annotated[int, typer.Option(min=1, help="Model input side.")] = 32,
+    num_classes: Annotated[int, typer.Option(min=1, help="Model classes.")] = 10,
+    model: TrustModelOpt = None,
+) -> None:
+    """Write the search space a search uses by default (the model's bundled one, else every
+    channel group) as an editable YAML file for search --search-space.
+    """
+    checkpoint = target if Path(target).is_file() else None
+    check_output(out, inputs={"the checkpoint": checkpoint}, what="--out")
+    default = default_search_space(
+        target,
+        bits=bits,
+        in_channels=in_channels,
+        image_size=image_size,
+        num_classes=num_classes,
+        model=model,
+    )
+    origin = f"the bundled {default.bundled.name}" if default.bundled else "every channel group"
+    header = (
+        f"# The default search space of {target} ({origin}), written by `autoprune space`.\n"
+        "# Ratios are fractions of channels removed: 'ratio' is every group's range, a group\n"
+        "# written {name: ..., high: ...} overrides it; delete a group's line to leave it\n"
+        f"# unpruned. Then: autoprune search --search-space {out.name} ...\n"
+    )
+    write_text_atomically(out, header + default.text)
+    names = default.space.names
+    shown = ", ".join(names[:6]) + (f", ... ({len(names) - 6} more)" if len(names) > 6 else "")
+    console.print(f"wrote {out}: {len(names)} groups ({shown})")
+
+
 @app.command("inspect")
 def inspect_checkpoint(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (train, export, search).")],
@@ -837,6 +878,7 @@ def _require_existing(storage: str) -> None:
 
 def main() -> None:
     _configure_logging()
+    tune_cpu_allocator()  # process-wide, so the program asks for it, not the library
     try:
         app(standalone_mode=True)
     except AutopruneError as error:

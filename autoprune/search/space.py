@@ -330,3 +330,33 @@ def load_search_space(
             )
     space.validate_against(model, example_input)
     return space
+
+
+def _yaml_name(name: str) -> str:
+    """``name`` as a YAML scalar: plain where YAML reads it back unchanged, else quoted."""
+    try:
+        plain = yaml.safe_load(name) == name and ": " not in name and " #" not in name
+    except yaml.YAMLError:
+        plain = False
+    return name if plain else "'" + name.replace("'", "''") + "'"
+
+
+def format_search_space(space: SearchSpace) -> str:
+    """YAML text that ``parse_search_space`` reads back as ``space``: the default ratio range
+    once, groups with another range as mappings, the others as plain names."""
+    defaults = {key: float(space.defaults[key]) for key in RATIO_KEYS}
+
+    def ratio(values: dict[str, float]) -> str:
+        return ", ".join(f"{key}: {values[key]!r}" for key in RATIO_KEYS)  # repr: exact
+
+    lines = [f"model: {_yaml_name(space.model)}", f"ratio: {{{ratio(defaults)}}}"]
+    lines.append("groups:" if space.groups else "groups: []")
+    for group in space.groups:
+        own = {key: getattr(group, key) for key in RATIO_KEYS}
+        if own == defaults:
+            lines.append(f"  - {_yaml_name(group.name)}")
+        else:
+            lines.append(f"  - {{name: {_yaml_name(group.name)}, {ratio(own)}}}")
+    if space.residual:
+        lines.append("residual: true")
+    return "\n".join(lines) + "\n"
