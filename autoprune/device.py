@@ -58,10 +58,11 @@ def tune_cpu_allocator() -> bool:
     and the trim threshold to 1 GiB brings both to almost none; the price is that the process
     keeps its peak heap.
 
-    Process-wide and done once. Skipped where the allocator is not glibc's, where the user
-    tuned it (``MALLOC_*`` variables) or set ``AUTOPRUNE_TUNE_MALLOC=0``. Under a preloaded
-    jemalloc/tcmalloc it only configures the unused glibc heap, which is harmless. Returns
-    whether the tuning is in effect.
+    Process-wide and done once, so the library never calls it by itself: programs that train
+    (the ``autoprune`` command, the benchmarks) call it at start. Skipped where the allocator
+    is not glibc's, where the user tuned it (``MALLOC_*`` variables) or set
+    ``AUTOPRUNE_TUNE_MALLOC=0``. Under a preloaded jemalloc/tcmalloc it only configures the
+    unused glibc heap, which is harmless. Returns whether the tuning is in effect.
     """
     global _allocator_tuned
     if _allocator_tuned is None:

@@ -37,6 +37,7 @@ from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import ImageData, load_dataset
 from autoprune.data.folder import ImageFolderData, Recipe
 from autoprune.data.transforms import EVAL_RESIZE_RATIO, normalisation
+from autoprune.device import tune_cpu_allocator
 from autoprune.search import trials_frame
 from autoprune.search.coverage import describe_groups
 from autoprune.search.objective import FinetuneConfig
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dscnn_folder.md"))
     args = parser.parse_args()
+    tune_cpu_allocator()  # as the autoprune command does: glibc keeps activation buffers
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

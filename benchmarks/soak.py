@@ -56,7 +56,10 @@ def worker(storage: Path, trials: int, steps: int, phase_file: Path) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from autoprune.device import tune_cpu_allocator
     from autoprune.search import SearchObserver, SearchSession
+
+    tune_cpu_allocator()  # as the autoprune command does: glibc keeps activation buffers
     from autoprune.search.worker import Stop, StopControl, stop_on_signals
 
     handle = os.open(phase_file, os.O_RDWR | os.O_CREAT, 0o644)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoprune.data import ImageData
-from autoprune.device import to_memory_format, training_memory_format, tune_cpu_allocator
+from autoprune.device import to_memory_format, training_memory_format
 from autoprune.errors import ConfigError
 from autoprune.registry import Registry
 
@@ -203,8 +203,9 @@ class Trainer:
     quantizers see the float32 master weights, activation quantizers the autocast dtype; the
     quantized levels (+-1, k / (2^k - 1)) then enter the convolution in that dtype.
 
-    The model and its batches are put in the device's ``training_memory_format``, and on the
-    CPU the allocator is tuned to reuse activation buffers (``tune_cpu_allocator``).
+    The model and its batches are put in the device's ``training_memory_format``. The CPU
+    allocator is left as it is: a program that trains (the CLI, the benchmarks) asks for
+    ``autoprune.device.tune_cpu_allocator`` itself, since it changes the whole process.
     """
 
     def __init__(
@@ -229,8 +230,6 @@ class Trainer:
         self.device = _device_of(model)
         self.memory_format = training_memory_format(self.device)
         model.to(memory_format=self.memory_format)  # before the optimizer sees the parameters
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
         self.batch_size = batch_size
         self.base_lr = lr
         self.schedule = LRSchedule(schedule, total_steps, warmup_steps)
