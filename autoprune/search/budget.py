@@ -88,7 +88,7 @@ class Budget:
     def describe(self, unpruned: float) -> str:
         share = f"{100 * self.limit / unpruned:.1f}% of the unpruned network"
         if self.metric == "size":
-            return f"size <= {self.limit / BITS_PER_MB:.4f} MB ({share})"
+            return f"size <= {self.limit / BITS_PER_MB:.4g} MB ({share})"
         return f"BOPs <= {self.limit:.4g} ({share})"
 
     def to_dict(self) -> dict[str, float | str]:

@@ -1,0 +1,67 @@
+"""A budget search end to end: one objective, every trial within the budget, the budget part
+of the study's identity, and a trial rebuilt from its stored ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoprune.config import TrainConfig
+from autoprune.errors import ConfigError
+from autoprune.search.objective import FinetuneConfig
+from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.session import SearchRequest, SearchSession
+from autoprune.search.study import BUDGET_REFERENCE
+from autoprune.train import evaluate
+
+
+def _request(**overrides) -> SearchRequest:
+    options = dict(
+        model="tiny_cnn",
+        dataset="digits",
+        max_train=200,
+        trials=3,
+        criterion="l1",
+        finetune=FinetuneConfig(steps=2),
+        train=TrainConfig(epochs=1),
+        target_size="60%",
+    )
+    return SearchRequest(**{**options, **overrides})
+
+
+def test_every_trial_meets_the_budget_and_rebuilds_from_its_ratios(tmp_path) -> None:
+    storage = str(tmp_path / "s.db")
+    session = SearchSession(_request(storage=storage))
+    assert [d.name for d in session.study.directions] == ["MAXIMIZE"]
+    session.run()
+    trials = [t for t in session.study.trials if t.state.name == "COMPLETE"]
+    assert len(trials) == 3
+    limit = session.allocator.budget.limit
+    assert session.run_config.search.budget == {"metric": "size", "limit": limit}
+    assert TrialRecord.from_trial(trials[0]).reference == BUDGET_REFERENCE
+    for trial in trials:
+        record = TrialRecord.from_trial(trial)
+        assert record.size_bits <= limit  # measured on the pruned network itself
+        assert set(trial_ratios(trial)) == set(session.space.names)
+        assert trial_ratios(trial) != trial.params  # parameters are the shape
+    # the trial's network, rebuilt from its stored ratios, is the one that was scored
+    last = trials[-1]
+    network, kept = session.evaluator.build(
+        trial_ratios(last), seed=session.request.seed + last.number
+    )
+    assert kept == TrialRecord.from_trial(last).kept_channels
+    assert evaluate(network, session.data, "val").accuracy == last.values[0]
+
+    # another budget is another study
+    with pytest.raises(ConfigError, match="budget"):
+        SearchSession(_request(storage=storage, target_size="50%"))
+
+
+def test_budget_requests_that_cannot_run_are_refused() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        SearchSession(_request(target_bops="50%"))
+    with pytest.raises(ConfigError, match="layerwise method has no budget"):
+        SearchSession(_request(method="layerwise"))
+    with pytest.raises(ConfigError, match="below what the search space can reach"):
+        SearchSession(_request(target_size="1%"))
+    with pytest.raises(ConfigError, match="target size"):
+        SearchSession(_request(target_size="half"))
