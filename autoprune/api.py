@@ -18,7 +18,9 @@ pandas and Optuna are imported on first use, so ``import autoprune`` stays light
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,11 +114,11 @@ def prune_(
             wanted = resolve_ratios(groups, ratios=None, uniform=float(ratios), residual=residual)
         calibration = None
         if needs_data and data is not None:
-            from autoprune.search.objective import CALIBRATION_BATCHES, draw_calibration_batches
+            from autoprune.config import CalibrationConfig
+            from autoprune.data import calibration_batches
 
-            calibration = draw_calibration_batches(
-                data, count=CALIBRATION_BATCHES, batch_size=128, seed=seed
-            )
+            # the batches a search (and `prune`) with this seed scores on
+            calibration = calibration_batches(data, **CalibrationConfig(seed=seed).to_dict())
         return prune_groups_(
             model,
             wanted,
@@ -254,7 +256,11 @@ class SearchResult:
         """Add trials until the study holds the requested number of complete ones."""
         if self.session is None:
             raise ConfigError("this result was read from a storage: call run_search to add trials")
-        self.session.run(observer, control=control)
+        with _quiet_optuna():
+            if self.session.request.method == "layerwise":
+                self.session.run_layerwise(observer)
+            else:
+                self.session.run(observer, control=control)
         return self
 
     def pareto(self, *, all_trials: bool = False) -> pd.DataFrame:
@@ -310,14 +316,15 @@ class SearchResult:
 
     def _build(self, trial: FrozenTrial) -> tuple[nn.Module, dict[str, int]]:
         from autoprune.models import load_checkpoint
+        from autoprune.search.record import TrialRecord, trial_ratios
 
-        saved = trial.user_attrs.get("checkpoint")
+        saved = TrialRecord.from_trial(trial).checkpoint
         if saved is not None:  # a layer-wise trial: its network was saved by the search
             loaded = load_checkpoint(saved, model=self._model_source())
             return loaded.model, loaded.kept_channels
         assert self.session is not None
         seed = self.session.request.seed + trial.number
-        return self.session.evaluator.build(dict(trial.params), seed=seed)
+        return self.session.evaluator.build(trial_ratios(trial), seed=seed)
 
     def build(self, trial: int | FrozenTrial) -> nn.Module:
         """Trial ``trial``'s pruned network with its own fine-tuning replayed (same baseline,
@@ -357,6 +364,7 @@ class SearchResult:
         from autoprune.paths import check_output
         from autoprune.preprocess import preprocess_of
         from autoprune.search.export import ExportedTrial
+        from autoprune.search.record import trial_ratios
         from autoprune.train import evaluate
 
         assert self.session is not None
@@ -373,7 +381,7 @@ class SearchResult:
             metadata={
                 "study": self.study.study_name,
                 "trial": trial.number,
-                "ratios": dict(trial.params),
+                "ratios": trial_ratios(trial),
                 "val_accuracy": val.accuracy,
                 "test_accuracy": test.accuracy,
             },
@@ -389,6 +397,22 @@ class SearchResult:
             searched_val_accuracy=trial.values[0],
             test_accuracy=test.accuracy,
         )
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's own INFO lines (a study created, each trial finished) and experimental-API
+    warnings silenced for the call, and its verbosity restored after: the library is silent."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _is_checkpoint(model: object) -> bool:
@@ -473,7 +497,8 @@ def run_search(
         method=method,
         layerwise=layerwise or LayerwiseConfig(),
     )
-    session = SearchSession(request)
+    with _quiet_optuna():
+        session = SearchSession(request)
     result = SearchResult(
         session.study,
         session=session,
@@ -482,10 +507,7 @@ def run_search(
         device=device,
     )
     if run:
-        if method == "layerwise":
-            session.run_layerwise(observer)
-        else:
-            session.run(observer, control=control)
+        result.run(observer, control=control)
     return result
 
 
