@@ -243,7 +243,7 @@ def _tensors_digest(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> str
     """A digest of tensors' shapes and values: identifies a caller's model or data."""
     digest = hashlib.sha256()
     for tensor in tensors:
-        value = tensor.detach().cpu().contiguous()
+        value = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d tensors too
         digest.update(f"{tuple(value.shape)}{value.dtype}".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()[:16]
