@@ -50,6 +50,7 @@ from autoprune.search import (
     trials_frame,
 )
 from autoprune.search.coverage import default_search_space, describe_groups
+from autoprune.search.dryrun import plan_search
 from autoprune.search.pareto import best_under, parse_size_limit
 from autoprune.search.plot import plot_format, require_plotting, save_front_plot, scatter_text
 from autoprune.search.session import quant_from_options
@@ -205,6 +206,14 @@ def search(
     image_size: ImageSizeOpt = None,
     augment: AugmentOpt = None,
     trials: Annotated[int, typer.Option(min=1, help="Complete trials the study should hold.")] = 16,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check everything, list the groups, the reachable size range and an estimate "
+            "of seconds per trial, then stop: no storage opened for writing, nothing trained.",
+        ),
+    ] = False,
     sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
     criterion: Annotated[
         str,
@@ -329,6 +338,9 @@ def search(
             batch_size=batch_size,
         ),
     )
+    if dry_run:
+        _print_plan(request)
+        return
     session: SearchSession | None = None
     try:
         with stop_on_signals(control):
@@ -372,6 +384,34 @@ def _stopped(control: StopControl, timeout: str | None, saved: str) -> None:
     what = "terminated (SIGTERM)" if reason == "terminate" else "interrupted"
     errors.print(f"{what}: {saved}; rerun the same command to resume")
     raise typer.Exit(143 if reason == "terminate" else 130)
+
+
+def _print_plan(request: SearchRequest) -> None:
+    with console.status("checking the request, measuring sizes and timing a trial"):
+        plan = plan_search(request)
+    where = request.storage if isinstance(request.storage, str) else "the storage"
+    console.print(
+        f"dry run of study [bold]{plan.study_name}[/] in {where} ({plan.study}): nothing was "
+        f"written or trained\ndata: {plan.dataset}, {plan.train_images:,} training and "
+        f"{plan.val_images:,} validation images; device {plan.device}; baseline: {plan.baseline}"
+    )
+    console.print(groups_table(plan.groups))
+
+    def size(bits: int) -> str:
+        return f"{bits / BITS_PER_MB:.4g} MB ({100 * bits / plan.quantized_size_bits:.1f} %)"
+
+    console.print(
+        f"reachable size: {size(plan.smallest_size_bits)} with every group at its highest "
+        f"ratio, to {size(plan.largest_size_bits)} at its lowest; the unpruned quantized "
+        f"model is {plan.quantized_size_bits / BITS_PER_MB:.4g} MB"
+    )
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in plan.seconds.items())
+    total = plan.seconds_per_trial * plan.trials
+    console.print(
+        f"estimate: {plan.seconds_per_trial:.1f} s per trial ({parts}; fine-tuning "
+        f"extrapolated to {plan.finetune_steps} steps from 3 timed), about {total / 60:.1f} min "
+        f"for {plan.trials} trials on this machine as loaded now"
+    )
 
 
 def _open_search(request: SearchRequest) -> SearchSession:
@@ -439,7 +479,10 @@ def pareto(
         ),
     ] = None,
     scatter: Annotated[
-        bool, typer.Option(help="Also draw the trials and the front as text in the terminal.")
+        bool,
+        typer.Option(
+            "--scatter", help="Also draw the trials and the front as text in the terminal."
+        ),
     ] = False,
     best_under: Annotated[
         str | None,

@@ -57,9 +57,13 @@ def describe_groups(
     is named by the caller, so it is built.
     """
     config, network = _network(target, bits, in_channels, image_size, num_classes, model)
+    return report_groups(config, network, _default_space(config, network))
+
+
+def report_groups(config: ModelConfig, network: nn.Module, space: SearchSpace) -> GroupsReport:
+    """The groups of ``network`` (described by ``config``) and what ``space`` covers."""
     shape = config.input_shape
-    space = _default_space(config, network)
-    searched = [group.name for group in space.groups]
+    searched = space.names
     return GroupsReport(
         model=config.name,
         quant=config.spec.label,

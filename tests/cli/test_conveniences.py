@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -16,14 +17,16 @@ from typer.testing import CliRunner
 
 from autoprune.checkpoint import save_checkpoint
 from autoprune.config import ModelConfig
+from autoprune.data import load_dataset
 from autoprune.errors import ConfigError
+from autoprune.export import prune_checkpoint
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import build_model
 from autoprune.quant import QuantSpec
 from autoprune.search import load_search_space, open_storage, parse_search_space, trials_frame
 from autoprune.search.pareto import best_under, parse_size_limit
 from autoprune.search.space import SearchSpace, bundled_search_space_file, format_search_space
-from autoprune.search.study import REFERENCE_ATTR
+from autoprune.search.study import REFERENCE_ATTR, open_study
 from autoprune_cli.main import app
 
 runner = CliRunner()
@@ -281,3 +284,76 @@ def test_space_of_a_checkpoint_of_your_own_model_needs_model(
     assert _search_default(config).names == ["conv1", "conv2"]
     same = _invoke("space", checkpoint, "--model", factory, "--out", checkpoint)
     assert same.exit_code != 0 and "is the checkpoint" in str(same.exception)
+
+
+# --- search --dry-run -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny_resnet checkpoint for digits: sizes and speed do not need trained weights."""
+    data = load_dataset("digits", max_train=64)
+    config = ModelConfig.for_data("tiny_resnet", QuantSpec.from_bits(2), data)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny.pt"
+    return save_checkpoint(path, build_model(config), config)
+
+
+DRY = ["--max-train", "64", "--device", "cpu", "--dry-run"]
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_dry_run_measures_the_size_range_and_a_trial_and_writes_nothing(
+    untrained_checkpoint: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    storage = tmp_path / "new.db"
+    before = _files(tmp_path), _files(isolated_cache)
+    result = _invoke("search", "--checkpoint", untrained_checkpoint, "--storage", storage, *DRY)
+    assert result.exit_code == 0, result.output
+    assert (_files(tmp_path), _files(isolated_cache)) == before  # no storage, no baseline
+    out = " ".join(result.output.split())
+    assert "new study in a new file" in out and "nothing was written or trained" in out
+    assert "64 training and 143 validation images" in out
+    for group in ("residual:conv1", "layers.0.0.conv1", "residual:layers.1.0"):
+        assert group in out
+    # every group at 60 % is the uniform 0.6 network `autoprune prune` makes: measured alike
+    pruned = prune_checkpoint(
+        untrained_checkpoint, tmp_path / "p.pt", uniform=0.6, residual=True, criterion="l1"
+    )
+    smallest = f"{pruned.after.size_bits / BITS_PER_MB:.4g} MB"
+    assert f"reachable size: {smallest}" in out
+    assert "(100.0 %) at its lowest" in out  # the default space starts at ratio 0
+    estimate = re.search(r"estimate: ([\d.]+) s per trial \(prune ([\d.]+), finetune", out)
+    assert estimate is not None and float(estimate.group(1)) > 0, out
+    assert "extrapolated to 40 steps" in out
+
+
+@pytest.mark.slow
+def test_dry_run_of_a_named_model_trains_nothing(tmp_path: Path, isolated_cache: Path) -> None:
+    tiny = ["--model", "tiny_resnet", "--epochs", "1", "--finetune-steps", "2"]
+    result = _invoke("search", *tiny, "--storage", tmp_path / "s.db", *DRY)
+    assert result.exit_code == 0, result.output
+    assert "trained first (1 epochs" in " ".join(result.output.split())
+    assert _files(tmp_path) == [] and not list(isolated_cache.rglob("*.pt"))
+
+
+def test_dry_run_reports_the_study_it_would_resume(
+    untrained_checkpoint: Path, studies_db: Path
+) -> None:
+    args = ["--checkpoint", untrained_checkpoint, "--storage", studies_db, *DRY]
+    before = studies_db.read_bytes()
+    resumed = _invoke("search", *args, "--study", "a", "--finetune-steps", "0")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumes: 6 complete trials" in resumed.output
+    assert studies_db.read_bytes() == before
+    bad = _invoke("search", *args, "--sampler", "nope")
+    assert bad.exit_code != 0 and "nope" in str(bad.exception)
+
+
+def test_metric_names_are_set_for_the_dashboard(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path / "m.db"))
+    study, created = open_study(storage, "m", config={"model": {}})
+    assert created and study.metric_names == ["val_accuracy", "size_mb"]

@@ -1,0 +1,188 @@
+"""A search previewed, not run: what ``autoprune search --dry-run`` reports.
+
+``plan_search(request)`` checks the request as a search would (names, data, checkpoint, search
+space), then measures instead of searching: the groups and the size shares they control, the
+size at every group's lowest and highest ratio (networks actually pruned and measured), and
+the seconds one trial should take, timed on the real data with a few fine-tuning steps and
+one validation pass. It opens no storage for writing, trains no baseline and writes no file.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import statistics
+import time
+from dataclasses import dataclass, replace
+
+import optuna
+import torch
+from torch import nn
+
+from autoprune.data.base import default_cache_dir
+from autoprune.metrics import measure
+from autoprune.models import build_model
+from autoprune.prune import prune_
+from autoprune.search.coverage import GroupsReport, report_groups
+from autoprune.search.objective import CandidateEvaluator
+from autoprune.search.session import SearchRequest, SearchSession, open_search_storage
+from autoprune.search.storage import storage_file
+from autoprune.search.study import completed_trials
+from autoprune.train import evaluate
+from autoprune.train.baseline import baseline_path
+
+TIMED_STEPS = 3  # fine-tuning steps timed (after one untimed warm-up step)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search would do, measured without running it."""
+
+    study_name: str
+    study: str  # "new study in a new file", "new study", "resumes: 5 complete trials"
+    baseline: str  # where the unpruned network would come from
+    dataset: str
+    train_images: int
+    val_images: int
+    device: str
+    groups: GroupsReport  # the searched groups are those of the request's space
+    quantized_size_bits: int
+    smallest_size_bits: int  # every group at its highest ratio
+    largest_size_bits: int  # every group at its lowest ratio
+    finetune_steps: int
+    seconds: dict[str, float]  # per trial: prune, finetune (all its steps), evaluate
+    trials: int
+
+    @property
+    def seconds_per_trial(self) -> float:
+        return sum(self.seconds.values())
+
+
+class _Preview(SearchSession):
+    """Only the steps of a session that read: the request checked, the data loaded, the
+    model described and its space loaded; nothing is opened, trained or written."""
+
+    def __init__(self, request: SearchRequest) -> None:
+        self.request = request
+        self._check_request()
+        self._load_data()
+        self._describe_model()
+
+
+def _study_state(request: SearchRequest, name: str) -> str:
+    storage = request.storage
+    if storage is None:
+        return "new study, in memory"
+    path = storage_file(storage) if isinstance(storage, str) else None
+    if isinstance(storage, str) and path is not None and not path.exists():
+        return f"new study in a new file {path}"
+    opened = open_search_storage(storage)
+    if name not in optuna.study.get_all_study_names(storage=opened):
+        return "new study"
+    done = completed_trials(optuna.load_study(study_name=name, storage=opened))
+    return f"resumes: {done} complete trials"
+
+
+def _baseline(preview: _Preview) -> tuple[nn.Module, str]:
+    """The unpruned network to measure and time (untrained when it would be trained: sizes
+    and speed do not depend on the weights), and where the search would take it from."""
+    request = preview.request
+    checkpoint = getattr(preview, "_checkpoint_model", None)
+    if checkpoint is not None:
+        return checkpoint, f"checkpoint {request.checkpoint}"
+    if isinstance(request.model, nn.Module):
+        return request.model, "your network as given"
+    network = build_model(preview.model_config)
+    if request.train is None:
+        return network, "your network as given"
+    cached = baseline_path(
+        default_cache_dir(), preview.model_config, preview.data_config, request.train
+    )
+    if cached.is_file():
+        return network, f"cached baseline {cached}"
+    return network, f"trained first ({request.train.epochs} epochs, not timed here)"
+
+
+def _pruned_size(
+    network: nn.Module, ratios: dict[str, float], shape: tuple[int, ...], device: torch.device
+) -> int:
+    pruned = copy.deepcopy(network)
+    example = torch.zeros(1, *shape, device=device)
+    with torch.inference_mode(False), torch.enable_grad():  # tracing the groups needs autograd
+        prune_(pruned, ratios, criterion="l1", example_input=example)  # sizes: any criterion
+    return measure(pruned, shape).size_bits
+
+
+def _time_trial(
+    preview: _Preview, network: nn.Module, ratios: dict[str, float]
+) -> dict[str, float]:
+    """Seconds of one trial at ``ratios``: pruning, fine-tuning extrapolated from a few timed
+    steps to the configured count, and one validation pass."""
+    request = preview.request
+    steps = request.finetune.steps if request.method == "joint" else 0
+    run = 1 + TIMED_STEPS if steps else 0  # steps are timed between the ends of two steps
+
+    def build(
+        steps: int, seconds: dict[str, float], stamps: list[float]
+    ) -> tuple[nn.Module, dict[str, int]]:
+        return CandidateEvaluator(
+            baseline=network,
+            data=preview.data,
+            model_config=preview.model_config,
+            criterion=request.criterion,
+            finetune_config=replace(request.finetune, steps=steps),
+        ).build(
+            ratios,
+            seed=request.seed,
+            progress=lambda done, total: stamps.append(time.perf_counter()),
+            seconds=seconds,
+        )
+
+    build(min(run, 1), {}, [])  # the first build of a process pays one-off costs: untimed
+    stamps: list[float] = []
+    seconds: dict[str, float] = {}
+    model, _ = build(run, seconds, stamps)
+    finetune = 0.0
+    if steps and len(stamps) == run:
+        # the median step: one slow step (another process, a page fault) does not count
+        per_step = statistics.median(b - a for a, b in itertools.pairwise(stamps))
+        fixed = max(seconds["finetune"] - run * per_step, 0.0)  # BatchNorm re-estimation, set-up
+        finetune = fixed + per_step * steps
+    started = time.perf_counter()
+    evaluate(model, preview.data, "val")
+    evaluation = time.perf_counter() - started
+    return {"prune": seconds["prune"], "finetune": finetune, "evaluate": evaluation}
+
+
+def plan_search(request: SearchRequest) -> SearchPlan:
+    """Check ``request`` as ``SearchSession`` would and measure what its search would do; see
+    the module docstring. Raises the errors the search would raise before its first trial
+    (except a resumed study's configuration, which is compared when the search opens it)."""
+    preview = _Preview(request)
+    config, space, data = preview.model_config, preview.space, preview.data
+    network, baseline = _baseline(preview)
+    network = network.to(preview.device).eval()
+    shape = config.input_shape
+    low = {group.name: group.low for group in space.groups}
+    high = {group.name: group.high for group in space.groups}
+    middle = {g.name: g.low + round((g.high - g.low) / g.step / 2) * g.step for g in space.groups}
+    cpu_network = copy.deepcopy(network).cpu()
+    return SearchPlan(
+        study_name=preview.study_name,
+        study=_study_state(preview.request, preview.study_name),
+        baseline=baseline,
+        dataset=str(preview.request.dataset_name),
+        train_images=data.num_examples("train"),
+        val_images=data.num_examples("val"),
+        device=str(preview.device),
+        groups=report_groups(config, cpu_network, space),
+        quantized_size_bits=measure(network, shape).size_bits,
+        smallest_size_bits=_pruned_size(network, high, shape, preview.device),
+        largest_size_bits=_pruned_size(network, low, shape, preview.device),
+        finetune_steps=request.finetune.steps if request.method == "joint" else 0,
+        seconds=_time_trial(preview, network, middle),
+        trials=request.trials,
+    )
+
+
+__all__ = ["SearchPlan", "plan_search"]
