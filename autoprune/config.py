@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autoprune.errors import ConfigError
@@ -53,7 +53,12 @@ def require_number(
 
 class _Plain:
     def to_dict(self) -> dict[str, Any]:
+        """Every field, defaults included (JSON types only)."""
         return asdict(self)  # type: ignore[call-overload]
+
+    def key_dict(self) -> dict[str, Any]:
+        """What ``config_key`` hashes; ``to_dict`` unless a config keeps an older key form."""
+        return self.to_dict()
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
@@ -126,7 +131,7 @@ class DataConfig(_Plain):
     # used as `imagefolder` must not share a cached baseline or a study
     content: str | None = None
     # the training augmentation (autoprune.data.AUGMENTATIONS); None: an in-memory dataset's
-    # default, left out of to_dict so the keys of existing caches and studies do not change
+    # default
     augment: str | None = None
 
     def __post_init__(self) -> None:
@@ -145,17 +150,19 @@ class DataConfig(_Plain):
             augment = None
         return cls(name, content=content, augment=augment, **fields)
 
-    def to_dict(self) -> dict[str, Any]:
+    def key_dict(self) -> dict[str, Any]:
+        # The cache key leaves out the fields added later while they are None: keying on the
+        # full form would orphan (and retrain) every baseline cached before they existed.
         data = asdict(self)
-        for name in ("content", "augment"):  # None: keys of existing caches unchanged
+        for name in ("content", "augment"):
             if data[name] is None:
                 del data[name]
         return data
 
 
-# TrainConfig fields added after the first release, with the defaults that reproduce the
-# earlier behaviour. ``to_dict`` leaves them out while they hold these defaults, so the cache
-# keys of existing baselines and the identity of existing studies do not change.
+# TrainConfig fields added after the first release, with the values that reproduce the earlier
+# behaviour: what a stored config without them means. ``key_dict`` leaves them out while they
+# hold these values, so the cache keys of existing baselines do not change.
 _LATER_TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "schedule": "cosine",
@@ -198,7 +205,13 @@ class TrainConfig(_Plain):
         require_number("train seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
         require_number("train warmup_epochs", self.warmup_epochs, low=0.0)
 
-    def to_dict(self) -> dict[str, Any]:
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A stored config without the later fields means their earlier behaviour."""
+        return super().from_dict({**_LATER_TRAIN_DEFAULTS, **data})
+
+    def key_dict(self) -> dict[str, Any]:
+        # the form cached baselines are keyed on (see _LATER_TRAIN_DEFAULTS)
         data = asdict(self)
         for name, default in _LATER_TRAIN_DEFAULTS.items():
             if data[name] == default:
@@ -208,5 +221,323 @@ class TrainConfig(_Plain):
 
 def config_key(*configs: _Plain) -> str:
     """A short stable hash of configs, for cache file names."""
-    payload = json.dumps([c.to_dict() for c in configs], sort_keys=True)
+    payload = json.dumps([c.key_dict() for c in configs], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(_Plain):
+    """How each candidate is recovered before it is scored: a short fixed budget.
+
+    - ``bn_batches``: training batches on which every BatchNorm's statistics are re-estimated
+      right after pruning (0: off), see ``autoprune.train.recalibrate_batchnorm``.
+    - ``steps`` Adam steps at peak ``lr``, reached after a linear warmup over ``warmup`` (a
+      fraction of the steps), then cosine decay to 0.
+    - ``distill``: weight of knowledge distillation from the unpruned network at
+      ``temperature`` (0: plain cross-entropy), see ``autoprune.train.Distillation``.
+
+    ``autoprune.search.objective.recover`` applies it.
+    """
+
+    steps: int = 40
+    lr: float = 1e-3
+    batch_size: int = 128
+    warmup: float = 0.0
+    distill: float = 0.0
+    temperature: float = 4.0
+    bn_batches: int = 0
+
+    def __post_init__(self) -> None:
+        require_number("finetune steps", self.steps, low=0, integer=True)
+        require_number("finetune lr", self.lr, low=0.0, strict=True)
+        require_number("finetune batch_size", self.batch_size, low=1, integer=True)
+        require_number("finetune warmup", self.warmup, low=0.0, below=1.0)
+        require_number("finetune distill", self.distill, low=0.0, below=1.0 + 1e-12)
+        require_number("finetune temperature", self.temperature, low=0.0, strict=True)
+        require_number("finetune bn_batches", self.bn_batches, low=0, integer=True)
+
+
+# What a study stored before its fine-tuning had these fields used: a legacy config without
+# them means this recipe, whatever the defaults above become.
+_LEGACY_FINETUNE: dict[str, Any] = {
+    "warmup": 0.0,
+    "distill": 0.0,
+    "temperature": 4.0,
+    "bn_batches": 0,
+}
+
+
+@dataclass(frozen=True)
+class LayerwiseConfig(_Plain):
+    """The layer-wise schedule; defaults follow the paper, budgets are in optimiser steps."""
+
+    evaluations: int = 13  # per group: probes, then random, then guided points
+    probes: int = 3  # fixed at the low end, middle and high end of the group's range
+    alpha: float = 1.0  # paper: 1 on CIFAR; 5 (XNOR) to 7 (DoReFa) on ImageNet
+    retrain_threshold: float = 0.05  # retrain after a group pruned at least this much
+    retrain_steps: int = 200  # the paper retrains 5 epochs; steps keep small datasets cheap
+    final_steps: int = 400
+    lr: float = 1e-3
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        require_number("layerwise evaluations", self.evaluations, low=1, integer=True)
+        require_number("layerwise probes", self.probes, low=1, integer=True)
+        if self.probes > self.evaluations:
+            raise ConfigError(
+                f"layerwise probes ({self.probes}) exceed the evaluations per group "
+                f"({self.evaluations}): give at least as many evaluations as probes"
+            )
+        require_number("layerwise alpha", self.alpha, low=0.0)
+        require_number("layerwise retrain_threshold", self.retrain_threshold, low=0.0, below=1.0)
+        require_number("layerwise retrain_steps", self.retrain_steps, low=0, integer=True)
+        require_number("layerwise final_steps", self.final_steps, low=0, integer=True)
+        require_number("layerwise lr", self.lr, low=0.0, strict=True)
+        require_number("layerwise batch_size", self.batch_size, low=1, integer=True)
+
+    @property
+    def random_points(self) -> int:
+        """Half the non-probe budget is random start-up points, as in the paper (5 of 10)."""
+        return (self.evaluations - self.probes) // 2
+
+
+@dataclass(frozen=True)
+class CalibrationConfig(_Plain):
+    """The training batches a data-driven criterion (``taylor``) scores channels on:
+    ``batches`` batches of ``batch_size``, shuffled and augmented with ``seed``
+    (``autoprune.data.calibration_batches`` draws them)."""
+
+    batches: int = 4  # a few: taylor's scores converge fast
+    batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_number("calibration batches", self.batches, low=1, integer=True)
+        require_number("calibration batch_size", self.batch_size, low=1, integer=True)
+        require_number("calibration seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
+
+
+@dataclass(frozen=True)
+class BaselineConfig(_Plain):
+    """The unpruned network a search starts from, by digest where it is not autoprune's own:
+
+    - ``checkpoint``: read from a checkpoint file with this content digest;
+    - ``module``: a caller's network with this weights digest, trained further with ``train``
+      or (None) used as it is;
+    - else ``train``: an autoprune model trained from scratch with it.
+
+    Only configs stored before version 1 may name none (the study did not record it).
+    """
+
+    train: TrainConfig | None = None
+    checkpoint: str | None = None
+    module: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None and (self.train is not None or self.module is not None):
+            raise ConfigError(
+                "a baseline read from a checkpoint is used as it is: give no train or module"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        train = None if self.train is None else self.train.to_dict()
+        return {"train": train, "checkpoint": self.checkpoint, "module": self.module}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BaselineConfig:
+        train = data.get("train")
+        return cls(
+            train=None if train is None else TrainConfig.from_dict(train),
+            checkpoint=data.get("checkpoint"),
+            module=data.get("module"),
+        )
+
+
+SEARCH_METHODS = ("joint", "layerwise")  # all ratios at once; the paper's greedy method
+
+
+def _plain_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data))  # tuples become lists, as after a JSON round trip
+
+
+@dataclass(frozen=True)
+class SearchConfig(_Plain):
+    """How the ratios are searched.
+
+    - ``sampler``: the name in ``autoprune.search.SAMPLERS``; None only in configs stored
+      before version 1, which did not record it.
+    - ``space``: ``SearchSpace.to_dict()``, with ``residual`` always present.
+    - ``layerwise``: the schedule of the ``layerwise`` method (None for ``joint``).
+    - ``calibration``: the batches a data-driven criterion scores on (None for a data-free one).
+    - ``budget``: ``Budget.to_dict()`` of a budget search (one objective, every trial within
+      the budget, see ``autoprune.search.budget``); None: two objectives, accuracy and size.
+    - ``warm_start``: ``"sensitivity"``: start-up trials derived from a per-group sensitivity
+      scan (``autoprune.search.sensitivity``) are queued first; None: random start-up trials.
+    """
+
+    criterion: str = "angle-next"
+    seed: int = 0
+    sampler: str | None = "gp"
+    method: str = "joint"
+    space: dict[str, Any] = field(default_factory=dict)
+    layerwise: LayerwiseConfig | None = None
+    calibration: CalibrationConfig | None = None
+    budget: dict[str, Any] | None = None
+    warm_start: str | None = None
+
+    def __post_init__(self) -> None:
+        require_number("search seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
+        if self.method not in SEARCH_METHODS:
+            raise ConfigError(
+                f"unknown search method {self.method!r}: use one of {', '.join(SEARCH_METHODS)}"
+            )
+        if self.method == "layerwise" and self.layerwise is None:
+            object.__setattr__(self, "layerwise", LayerwiseConfig())
+        if self.method != "layerwise" and self.layerwise is not None:
+            raise ConfigError(
+                f"a layerwise schedule was given for the {self.method} method: "
+                "choose method 'layerwise' or leave the schedule out"
+            )
+        object.__setattr__(self, "space", {"residual": False, **_plain_copy(self.space)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion,
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "method": self.method,
+            "space": _plain_copy(self.space),
+            "layerwise": None if self.layerwise is None else self.layerwise.to_dict(),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "budget": None if self.budget is None else dict(self.budget),
+            "warm_start": self.warm_start,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        layerwise, calibration = data.get("layerwise"), data.get("calibration")
+        plain = {k: v for k, v in data.items() if k not in ("layerwise", "calibration")}
+        return replace(
+            super().from_dict(plain),
+            layerwise=None if layerwise is None else LayerwiseConfig.from_dict(layerwise),
+            calibration=None if calibration is None else CalibrationConfig.from_dict(calibration),
+        )
+
+
+CONFIG_VERSION = 1  # of RunConfig.to_dict; a reader refuses newer ones, upgrades older ones
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a search run and makes its trials comparable: the study's
+    identity, stored with every default explicitly (``to_dict``) and read back, from this or an
+    older version, with ``from_dict``.
+
+    ``finetune`` is how each candidate of the ``joint`` method is recovered; the ``layerwise``
+    method retrains on its own schedule (``search.layerwise``) and has none.
+    """
+
+    model: ModelConfig
+    data: DataConfig
+    baseline: BaselineConfig
+    finetune: FinetuneConfig | None
+    search: SearchConfig
+
+    def __post_init__(self) -> None:
+        layerwise = self.search.method == "layerwise"
+        if layerwise and self.finetune is not None:
+            raise ConfigError(
+                "the layerwise method retrains on its own schedule: leave finetune out "
+                "(its retrain steps are set in the layerwise schedule)"
+            )
+        if not layerwise and self.finetune is None:
+            object.__setattr__(self, "finetune", FinetuneConfig())
+        # every quantization field explicit, also for a spec stored before it existed
+        quant = QuantSpec.from_dict(self.model.quant).to_dict()
+        object.__setattr__(self, "model", replace(self.model, quant=quant))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CONFIG_VERSION,
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+            "baseline": self.baseline.to_dict(),
+            "finetune": None if self.finetune is None else self.finetune.to_dict(),
+            "search": self.search.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, what: str = "run config") -> RunConfig:
+        """Read a config ``to_dict`` wrote, in this version or an older one (a study's config
+        from before versions existed included); ``ConfigError`` on a newer or malformed one.
+        ``what`` names it in messages ("study config")."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{what} is not a mapping: it was not written by autoprune")
+        version = data.get("version")
+        if version is not None and (
+            not isinstance(version, int) or isinstance(version, bool) or version < 1
+        ):
+            raise ConfigError(f"{what} has an unreadable version {version!r}: it is damaged")
+        if version is not None and version > CONFIG_VERSION:
+            raise ConfigError(
+                f"{what} version {version} is newer than this autoprune reads "
+                f"({CONFIG_VERSION}): upgrade autoprune"
+            )
+        try:
+            if version is None:
+                return cls._from_unversioned(data)
+            finetune = data.get("finetune")
+            return cls(
+                model=ModelConfig.from_dict(data["model"]),
+                data=DataConfig.from_dict(data["data"]),
+                baseline=BaselineConfig.from_dict(data["baseline"]),
+                finetune=None if finetune is None else FinetuneConfig.from_dict(finetune),
+                search=SearchConfig.from_dict(data["search"]),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(
+                f"{what} is malformed ({type(error).__name__}: {error}): it was not written by "
+                "this autoprune"
+            ) from None
+
+    @classmethod
+    def _from_unversioned(cls, data: dict[str, Any]) -> RunConfig:
+        """The flat dict studies stored before version 1, with the then-defaults filled in."""
+        method = data.get("method", "joint")
+        layerwise = LayerwiseConfig.from_dict(data.get("layerwise") or {})
+        finetune = (
+            None
+            if method == "layerwise"
+            else FinetuneConfig.from_dict({**_LEGACY_FINETUNE, **(data.get("finetune") or {})})
+        )
+        criterion = data.get("criterion", SearchConfig.criterion)
+        calibration = None
+        if _needs_data(criterion):
+            # then: four batches of the fine-tuning (or retraining) batch size, seed 0
+            batch_size = layerwise.batch_size if finetune is None else finetune.batch_size
+            calibration = CalibrationConfig(batches=4, batch_size=batch_size, seed=0)
+        return cls(
+            model=ModelConfig.from_dict(data["model"]),
+            data=DataConfig.from_dict(data["data"]),
+            baseline=BaselineConfig.from_dict(data.get("baseline") or {}),
+            finetune=finetune,
+            search=SearchConfig(
+                criterion=criterion,
+                seed=data.get("seed", 0),
+                sampler=None,  # not recorded then
+                method=method,
+                space=data.get("space") or {},
+                layerwise=layerwise if method == "layerwise" else None,
+                calibration=calibration,
+            ),
+        )
+
+
+def _needs_data(criterion: str) -> bool:
+    """Whether ``criterion`` scores channels on calibration batches (an unknown name: no)."""
+    from autoprune.prune import CRITERIA  # only to upgrade a legacy config: a heavy import
+
+    try:
+        return CRITERIA.get(criterion).needs_data
+    except ConfigError:
+        return False

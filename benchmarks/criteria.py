@@ -37,11 +37,10 @@ from torch import nn
 
 from autoprune.checkpoint import load_state_strictly, read_checkpoint
 from autoprune.config import DataConfig, ModelConfig
-from autoprune.data import load_dataset
+from autoprune.data import calibration_batches, load_dataset
 from autoprune.metrics import measure
 from autoprune.models import build_model
 from autoprune.prune import CRITERIA, find_groups, prune_
-from autoprune.search.objective import draw_calibration_batches
 from autoprune.train import finetune
 
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
@@ -125,8 +124,8 @@ def run_checkpoint(path: Path, args: argparse.Namespace) -> tuple[list[Row], dic
     groups = find_groups(baseline, example, residual=args.scope == "all")
     criteria = [c for c in args.criteria.split(",") if c]
     ratios = [int(r) / 100 for r in args.ratios.split(",") if r]
-    calibration = draw_calibration_batches(
-        data, count=args.calibration_batches, batch_size=args.batch_size, seed=0
+    calibration = calibration_batches(
+        data, batches=args.calibration_batches, batch_size=args.batch_size, seed=0
     )
     base_params = measure(baseline, model_config.input_shape).params
     info = {

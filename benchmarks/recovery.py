@@ -41,7 +41,7 @@ from autoprune.data import load_dataset
 from autoprune.metrics import measure
 from autoprune.models import load_checkpoint
 from autoprune.prune import prune_
-from autoprune.search.objective import FinetuneConfig
+from autoprune.search.objective import FinetuneConfig, recover
 from autoprune.search.space import load_search_space
 from autoprune.train import evaluate
 
@@ -133,7 +133,7 @@ def _recover(
     model = copy.deepcopy(pruned)
     started = time.perf_counter()
     config = FinetuneConfig.from_dict({**config.to_dict(), "steps": steps})
-    config.recover(model, data, teacher=parent, seed=seed)
+    recover(config, model, data, teacher=parent, seed=seed)
     seconds = time.perf_counter() - started
     result = evaluate(model, data, split)
     return result.accuracy, result.loss, seconds

@@ -24,6 +24,7 @@ from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search import GroupDecision, LayerwiseResult, SearchObserver, compact_ratios
 from autoprune.search.coverage import GroupsReport
+from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
 
 
@@ -85,17 +86,17 @@ def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:
     """One line per finished trial."""
     if trial.state != TrialState.COMPLETE or trial.values is None:
         return f"trial {trial.number}: {trial.state.name.lower()}"
-    size_bits = trial.user_attrs.get("size_bits", trial.values[1] * BITS_PER_MB)
-    share = (
-        f" ({100 * size_bits / quantized_size_bits:.1f} % of unpruned)"
-        if quantized_size_bits
-        else ""
-    )
-    seconds = sum(trial.user_attrs.get("seconds", {}).values())
+    record = TrialRecord.from_trial(trial)
+    size = "size ?"
+    if record.size_bits is not None:
+        size = f"size {record.size_bits / BITS_PER_MB:.4f} MB"
+        if quantized_size_bits:
+            size += f" ({100 * record.size_bits / quantized_size_bits:.1f} % of unpruned)"
+    seconds = sum((record.seconds or {}).values())
     return (
         f"trial {trial.number:>3}: val acc {100 * trial.values[0]:6.2f} %  "
-        f"size {trial.values[1]:.4f} MB{share}  {seconds:5.1f} s  "
-        f"ratios % {compact_ratios(trial.params)}"
+        f"{size}  {seconds:5.1f} s  "
+        f"ratios % {compact_ratios(trial_ratios(trial))}"
     )
 
 
@@ -140,10 +141,10 @@ class LayerwiseObserver(SearchObserver):
         if trial.state != TrialState.COMPLETE:
             self.progress.console.print(f"  {group} evaluation {trial.number}: {trial.state.name}")
             return
+        record = TrialRecord.from_trial(trial)
         self.progress.console.print(
             f"  {group} ratio {100 * trial.params[group]:5.1f} %: objective {trial.value:8.4f}, "
-            f"val loss {trial.user_attrs['val_loss']:.4f}, "
-            f"val acc {100 * trial.user_attrs['val_accuracy']:.2f} %"
+            f"val loss {record.val_loss:.4f}, val acc {100 * (record.val_accuracy or 0):.2f} %"
         )
 
     def finetune_step(self, done: int, total: int) -> None:

@@ -12,6 +12,7 @@ from autoprune.data.base import (
     default_workers,
     load_dataset,
 )
+from autoprune.data.calibration import calibration_batches
 from autoprune.data.folder import ImageFolderData, ImageFolderSource
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ImageFolderSource",
     "LoadOptions",
     "StreamingSource",
+    "calibration_batches",
     "default_data_dir",
     "default_workers",
     "load_dataset",

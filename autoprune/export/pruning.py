@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from autoprune.checkpoint import save_checkpoint
-from autoprune.config import DataConfig
-from autoprune.data import load_dataset
+from autoprune.config import CalibrationConfig, DataConfig
+from autoprune.data import calibration_batches, load_dataset
 from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import LayerCost, ModelCost, measure
 from autoprune.models import ModelSource, load_checkpoint
@@ -32,8 +32,6 @@ from autoprune.prune import CRITERIA, ChannelGroup, find_groups, prune_
 from autoprune.prune.criteria.base import Batch
 
 DEFAULT_CRITERION = "angle-next"
-CALIBRATION_BATCHES = 4
-CALIBRATION_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -158,8 +156,8 @@ def resolve_ratios(
     one of ``ratios`` and ``uniform`` must be given; ``residual=True`` goes with ``uniform``."""
     if (ratios is None) == (uniform is None):
         raise ConfigError(
-            "give either per-group ratios (--ratios group=r,...) or one uniform ratio "
-            "(--uniform r), not both or neither"
+            "give either per-group `ratios` (group=r,...) or one `uniform` ratio, "
+            "not both or neither"
         )
     if residual and uniform is None:
         raise ConfigError(
@@ -168,7 +166,7 @@ def resolve_ratios(
         )
     names = [group.name for group in groups]
     if uniform is not None:
-        _check_ratio("--uniform", uniform)
+        _check_ratio("`uniform`", uniform)
         return {g.name: uniform for g in groups if residual is not False or not g.residual}
     assert ratios is not None
     for name in ratios:
@@ -189,11 +187,11 @@ def calibration_from_checkpoint(
     source: Path,
     *,
     data_dir: str | Path | None = None,
-    batches: int = CALIBRATION_BATCHES,
-    batch_size: int = CALIBRATION_BATCH_SIZE,
+    calibration: CalibrationConfig | None = None,
 ) -> list[Batch]:
-    """The first ``batches`` training batches (unaugmented) of the data the checkpoint was
-    trained on, as its metadata records it; ``CheckpointError`` if it records none."""
+    """The ``calibration`` batches (default: ``CalibrationConfig()``) of the data the checkpoint
+    was trained on, as its metadata records it, drawn as a search with that seed draws them;
+    ``CheckpointError`` if it records none."""
     recorded = (payload.get("metadata") or {}).get("data")
     if not isinstance(recorded, dict):
         raise CheckpointError(
@@ -209,8 +207,7 @@ def calibration_from_checkpoint(
         max_train=config.max_train,
         augment=config.augment,
     )
-    stream = data.batches("train", batch_size)
-    return [batch for _, batch in zip(range(batches), stream, strict=False)]
+    return calibration_batches(data, **(calibration or CalibrationConfig()).to_dict())
 
 
 def prune_checkpoint(
@@ -231,8 +228,9 @@ def prune_checkpoint(
     Give ``ratios`` (group -> fraction of its channels to remove, in [0, 1)) or ``uniform``
     (one fraction for every group, residual ones too unless ``residual=False``).
     ``criterion`` ranks channels (see ``autoprune.prune.CRITERIA``); ``seed`` drives
-    ``random``; criteria that need data (``taylor``) use ``calibration`` batches, or else the
-    first training batches of the dataset the checkpoint records (found in ``data_dir``).
+    ``random``; criteria that need data (``taylor``) use ``calibration`` batches, or else those a
+    search with ``seed`` scores on, drawn from the dataset the checkpoint records (found in
+    ``data_dir``).
     The saved checkpoint's metadata records the source, ratios and criterion, plus the
     source's own metadata (``source_metadata``, without its per-epoch history, which stays in
     the source); its training state is not carried over. ``model`` allows a user-defined
@@ -278,7 +276,10 @@ def _prune_checkpoint(
     groups = find_groups(network, example, residual=True)
     wanted = resolve_ratios(groups, ratios=ratios, uniform=uniform, residual=residual)
     if score.needs_data and calibration is None:
-        calibration = calibration_from_checkpoint(payload, source, data_dir=data_dir)
+        # the batches a search with this seed scores on, so both prune alike
+        calibration = calibration_from_checkpoint(
+            payload, source, data_dir=data_dir, calibration=CalibrationConfig(seed=seed)
+        )
     channels_before = {group.name: group.num_channels for group in groups}
     before = measure(network, model_config.input_shape)
     kept = prune_(

@@ -4,6 +4,7 @@ from autoprune.search.export import ExportedTrial, export_trial
 from autoprune.search.layerwise import GroupDecision, LayerwiseConfig, LayerwiseResult
 from autoprune.search.objective import CandidateEvaluator, CandidateResult, FinetuneConfig
 from autoprune.search.pareto import compact_ratios, trials_frame
+from autoprune.search.record import TrialRecord
 from autoprune.search.samplers import SAMPLERS, create_sampler
 from autoprune.search.session import DEFAULT_BITS, DEFAULT_MODEL, SearchRequest, SearchSession
 from autoprune.search.space import SearchSpace, load_search_space, parse_search_space
@@ -13,6 +14,7 @@ from autoprune.search.study import (
     SearchObserver,
     load_existing_study,
     open_study,
+    run_config_of,
     study_summaries,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "SearchRequest",
     "SearchSession",
     "SearchSpace",
+    "TrialRecord",
     "compact_ratios",
     "create_sampler",
     "export_trial",
@@ -41,6 +44,7 @@ __all__ = [
     "open_storage",
     "open_study",
     "parse_search_space",
+    "run_config_of",
     "study_summaries",
     "trials_frame",
 ]

@@ -15,7 +15,6 @@ import optuna
 from optuna.trial import TrialState
 
 from autoprune.checkpoint import save_checkpoint
-from autoprune.config import DataConfig, ModelConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
@@ -23,8 +22,9 @@ from autoprune.metrics import measure
 from autoprune.models import ModelSource, allow_source, load_checkpoint
 from autoprune.paths import check_output
 from autoprune.preprocess import preprocess_of
-from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
-from autoprune.search.study import BASELINE_PATH_ATTR, CONFIG_ATTR
+from autoprune.search.objective import CandidateEvaluator
+from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.study import BASELINE_PATH_ATTR, run_config_of
 from autoprune.train import evaluate
 
 # the study attribute holding the image folder a search read (streaming datasets only)
@@ -57,9 +57,7 @@ def export_trial(
     ``model`` allows a study of a user-defined architecture (see
     ``autoprune.models.load_checkpoint``).
     """
-    config = study.user_attrs.get(CONFIG_ATTR)
-    if config is None:
-        raise ConfigError(f"study {study.study_name!r} was not made by autoprune search")
+    config = run_config_of(study)  # a study from an older autoprune is read upgraded
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     trial = trials.get(trial_number)
     if trial is None or trial.state != TrialState.COMPLETE:
@@ -71,10 +69,10 @@ def export_trial(
     baseline_path = study.user_attrs.get(BASELINE_PATH_ATTR)
     if not baseline_path or not Path(baseline_path).is_file():
         raise CheckpointError(
-            f"the study's baseline {baseline_path} is gone: rerun the study's `autoprune search` "
-            "command (with its --trials) to rebuild it"
+            f"the study's baseline {baseline_path} is gone: rerun the study's search (with its "
+            "number of trials) to rebuild it"
         )
-    saved = trial.user_attrs.get("checkpoint")  # a layer-wise trial: its network was saved
+    saved = TrialRecord.from_trial(trial).checkpoint  # a layer-wise trial's saved network
     out = check_output(
         out,
         inputs={"the study's baseline": baseline_path, f"trial {trial_number}'s network": saved},
@@ -82,13 +80,13 @@ def export_trial(
     )
     resolved = resolve_device(device)
     what = f"study {study.study_name!r}"
-    model_config = allow_source(ModelConfig.from_dict(config["model"]), model, what)
+    model_config = allow_source(config.model, model, what)
     if saved is not None and not Path(saved).is_file():
         raise CheckpointError(
-            f"trial {trial_number}'s network {saved} is gone: rerun the study's `autoprune "
-            "search --method layerwise` command to rebuild it"
+            f"trial {trial_number}'s network {saved} is gone: rerun the study's layer-wise "
+            "search to rebuild it"
         )
-    data_config = DataConfig.from_dict(config["data"])
+    data_config = config.data
     if data_dir is None:  # the folder the search read its images from
         data_dir = study.user_attrs.get(DATA_DIR_ATTR)
     data = load_dataset(
@@ -104,7 +102,7 @@ def export_trial(
     if data_config.content is not None and getattr(data, "identity", None) != data_config.content:
         raise ConfigError(
             f"the images in {data_dir or 'the data folder'} differ from those study "
-            f"{study.study_name!r} searched: pass the --data-dir it was run with"
+            f"{study.study_name!r} searched: pass the data folder (data_dir) it was run with"
         )
     if saved is not None:
         loaded = load_checkpoint(
@@ -121,14 +119,10 @@ def export_trial(
             device=resolved,
             what=f"baseline {baseline_path}",
         ).model
-        evaluator = CandidateEvaluator(
-            baseline=baseline.eval(),
-            data=data,
-            model_config=model_config,
-            criterion=config["criterion"],
-            finetune_config=FinetuneConfig.from_dict(config["finetune"]),
+        evaluator = CandidateEvaluator.for_run(
+            config, baseline.eval(), data, model_config=model_config
         )
-        network, kept = evaluator.build(trial.params, seed=config.get("seed", 0) + trial.number)
+        network, kept = evaluator.build(trial_ratios(trial), seed=config.search.seed + trial.number)
     val, test = evaluate(network, data, "val"), evaluate(network, data, "test")
     cost = measure(network, model_config.input_shape)
     save_checkpoint(
@@ -139,7 +133,7 @@ def export_trial(
         metadata={
             "study": study.study_name,
             "trial": trial_number,
-            "ratios": dict(trial.params),
+            "ratios": trial_ratios(trial),
             "val_accuracy": val.accuracy,
             "test_accuracy": test.accuracy,
         },

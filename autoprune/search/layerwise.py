@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +34,14 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from autoprune.checkpoint import save_checkpoint
-from autoprune.config import ModelConfig, require_number
-from autoprune.data import DataSplits
-from autoprune.errors import ConfigError
+from autoprune.config import CalibrationConfig, LayerwiseConfig, ModelConfig
+from autoprune.data import DataSplits, calibration_batches
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.models import load_checkpoint
 from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA, prune_
 from autoprune.prune.groups import RESIDUAL_PREFIX
-from autoprune.search.objective import CALIBRATION_BATCHES, draw_calibration_batches
+from autoprune.search.record import TrialRecord
 from autoprune.search.samplers import create_sampler
 from autoprune.search.space import GroupRange, SearchSpace
 from autoprune.search.study import BASELINE_PATH_ATTR, LAYERWISE_PARENT_ATTR, SearchObserver
@@ -51,42 +50,7 @@ from autoprune.train import evaluate, finetune
 DECISION_ATTR = "layerwise_decision_{position:02d}"
 RESULT_ATTR = "layerwise_result"
 
-
-@dataclass(frozen=True)
-class LayerwiseConfig:
-    """The layer-wise schedule; defaults follow the paper, budgets are in optimiser steps."""
-
-    evaluations: int = 13  # per group: probes, then random, then guided points
-    probes: int = 3  # fixed at the low end, middle and high end of the group's range
-    alpha: float = 1.0  # paper: 1 on CIFAR; 5 (XNOR) to 7 (DoReFa) on ImageNet
-    retrain_threshold: float = 0.05  # retrain after a group pruned at least this much
-    retrain_steps: int = 200  # the paper retrains 5 epochs; steps keep small datasets cheap
-    final_steps: int = 400
-    lr: float = 1e-3
-    batch_size: int = 128
-
-    def __post_init__(self) -> None:
-        require_number("layerwise evaluations", self.evaluations, low=1, integer=True)
-        require_number("layerwise probes", self.probes, low=1, integer=True)
-        if self.probes > self.evaluations:
-            raise ConfigError(
-                f"layerwise probes ({self.probes}) exceed the evaluations per group "
-                f"({self.evaluations}): give at least as many evaluations as probes"
-            )
-        require_number("layerwise alpha", self.alpha, low=0.0)
-        require_number("layerwise retrain_threshold", self.retrain_threshold, low=0.0, below=1.0)
-        require_number("layerwise retrain_steps", self.retrain_steps, low=0, integer=True)
-        require_number("layerwise final_steps", self.final_steps, low=0, integer=True)
-        require_number("layerwise lr", self.lr, low=0.0, strict=True)
-        require_number("layerwise batch_size", self.batch_size, low=1, integer=True)
-
-    @property
-    def random_points(self) -> int:
-        """Half the non-probe budget is random start-up points, as in the paper (5 of 10)."""
-        return (self.evaluations - self.probes) // 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["GroupDecision", "LayerwiseConfig", "LayerwiseResult", "LayerwiseSearch"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +114,9 @@ class LayerwiseSearch:
     sampler: str
     seed: int
     state_dir: Path  # the network after each group and the result; one folder per study
+    # the batches a data-driven criterion scores on (RunConfig.search.calibration); None: the
+    # defaults with this search's seed
+    calibration_config: CalibrationConfig | None = None
 
     def __post_init__(self) -> None:
         self.device = next(self.baseline.parameters()).device
@@ -166,9 +133,8 @@ class LayerwiseSearch:
         # data-driven criteria (taylor) score every candidate on the same seeded batches
         self.calibration = None
         if CRITERIA.get(self.criterion).needs_data:
-            self.calibration = draw_calibration_batches(
-                self.data, count=CALIBRATION_BATCHES, batch_size=self.config.batch_size, seed=0
-            )
+            calibration = self.calibration_config or CalibrationConfig(seed=self.seed)
+            self.calibration = calibration_batches(self.data, **calibration.to_dict())
 
     def _prune(self, model: nn.Module, ratios: dict[str, float]) -> dict[str, int]:
         """``prune_`` with this search's criterion, calibration and residual setting; with no
@@ -205,25 +171,27 @@ class LayerwiseSearch:
         candidate = copy.deepcopy(model)
         return candidate, self._prune(candidate, {group: ratio})
 
-    def _evaluate(self, model: nn.Module, group: str, ratio: float) -> dict[str, Any]:
+    def _evaluate(self, model: nn.Module, group: str, ratio: float) -> tuple[float, TrialRecord]:
+        """The objective of pruning ``group`` of ``model`` at ``ratio``, and its record."""
         candidate, kept = self._prune_copy(model, group, ratio)
         val = evaluate(candidate, self.data, "val")
         cost = measure(candidate, self.model_config.input_shape)
-        return {
-            "objective": objective_value(
-                val.loss,
-                cost.params,
-                cost.size_bits,
-                self.base_params,
-                self.base_bits,
-                self.config.alpha,
-            ),
-            "val_loss": val.loss,
-            "val_accuracy": val.accuracy,
-            "params": cost.params,
-            "size_bits": cost.size_bits,
-            "kept_channels": kept,
-        }
+        objective = objective_value(
+            val.loss,
+            cost.params,
+            cost.size_bits,
+            self.base_params,
+            self.base_bits,
+            self.config.alpha,
+        )
+        record = TrialRecord(
+            val_loss=val.loss,
+            val_accuracy=val.accuracy,
+            params=cost.params,
+            size_bits=cost.size_bits,
+            kept_channels=kept,
+        )
+        return objective, record
 
     # -- one group -----------------------------------------------------------------------
     def _group_study(self, position: int, group: GroupRange) -> optuna.Study:
@@ -242,12 +210,14 @@ class LayerwiseSearch:
         # the method runs one worker per study, so a trial still RUNNING here belongs to an
         # interrupted run: fail it, so its probe is enqueued again
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         alive = (TrialState.COMPLETE, TrialState.WAITING)
         present = {t.params.get(group.name) for t in study.get_trials(deepcopy=False, states=alive)}
         for ratio in probe_ratios(group, self.config.probes):
             if ratio not in present:
-                study.enqueue_trial({group.name: ratio}, user_attrs={"probe": True})
+                study.enqueue_trial(
+                    {group.name: ratio}, user_attrs=TrialRecord(probe=True).to_user_attrs()
+                )
         return study
 
     def _search_group(
@@ -265,15 +235,12 @@ class LayerwiseSearch:
                 if t.params[group.name] == ratio
             ]
             if done:
-                for key, value in done[0].user_attrs.items():
-                    trial.set_user_attr(key, value)
-                trial.set_user_attr("repeat_of", done[0].number)
+                copied = TrialRecord.from_trial(done[0])
+                replace(copied, probe=None, repeat_of=done[0].number).write(trial)
                 return float(done[0].value)
-            scores = self._evaluate(model, group.name, ratio)
-            for key, value in scores.items():
-                if key != "objective":
-                    trial.set_user_attr(key, value)
-            return scores["objective"]
+            objective, record = self._evaluate(model, group.name, ratio)
+            record.write(trial)
+            return objective
 
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if complete < self.config.evaluations:
@@ -355,13 +322,14 @@ class LayerwiseSearch:
             observer.group_started(position, len(self.order), group.name)
             best = self._search_group(position, group, model, observer)
             ratio = best.params[group.name]
+            scores = TrialRecord.from_trial(best)
             decision = GroupDecision(
                 position=position,
                 group=group.name,
                 ratio=ratio,
                 objective=float(best.value),
-                val_loss=best.user_attrs["val_loss"],
-                val_accuracy=best.user_attrs["val_accuracy"],
+                val_loss=scores.val_loss,
+                val_accuracy=scores.val_accuracy,
                 retrained=ratio >= self.config.retrain_threshold,
             )
             self._apply(model, decision, observer)
@@ -414,7 +382,9 @@ class LayerwiseSearch:
 
     def _record_trials(self, model, ratios, kept, val, cost, final_path: Path) -> None:
         """The unpruned baseline and the result as trials of the parent (once each)."""
-        labels = {t.user_attrs.get("reference") for t in self.parent.get_trials(deepcopy=False)}
+        labels = {
+            TrialRecord.from_trial(t).reference for t in self.parent.get_trials(deepcopy=False)
+        }
         # one range from 0 for every group: the unpruned trial has ratio 0 even where the
         # searched range starts above it
         distributions = {
@@ -444,15 +414,16 @@ class LayerwiseSearch:
                     params=params,
                     distributions=distributions,
                     values=[evaluation.accuracy, measured.size_bits / BITS_PER_MB],
-                    user_attrs={
-                        "reference": label,
-                        "val_loss": evaluation.loss,
-                        "size_bits": measured.size_bits,
-                        "params": measured.params,
-                        "macs": measured.macs,
-                        "bops": measured.bops,
-                        "kept_channels": kept_channels,
-                        "checkpoint": checkpoint,
-                    },
+                    user_attrs=TrialRecord(
+                        reference=label,
+                        val_loss=evaluation.loss,
+                        val_accuracy=evaluation.accuracy,
+                        size_bits=measured.size_bits,
+                        params=measured.params,
+                        macs=measured.macs,
+                        bops=measured.bops,
+                        kept_channels=kept_channels,
+                        checkpoint=checkpoint,
+                    ).to_user_attrs(),
                 )
             )

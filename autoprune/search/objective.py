@@ -1,4 +1,8 @@
-"""One candidate of the search: prune a copy of the baseline, fine-tune, evaluate, measure."""
+"""One candidate of the search: prune a copy of the baseline, fine-tune, evaluate, measure.
+
+``FinetuneConfig`` lives in ``autoprune.config`` (part of the run config); it is re-exported
+here for existing imports.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from autoprune.config import ModelConfig, require_number
-from autoprune.data import DataSplits
+from autoprune.config import CalibrationConfig, FinetuneConfig, ModelConfig, RunConfig
+from autoprune.data import DataSplits, calibration_batches
+from autoprune.errors import ConfigError
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA, prune_
 from autoprune.train import (
@@ -22,81 +27,36 @@ from autoprune.train import (
 )
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """How each candidate is recovered before it is scored: a short fixed budget.
-
-    - ``bn_batches``: training batches on which every BatchNorm's statistics are re-estimated
-      right after pruning (0: off), see ``autoprune.train.recalibrate_batchnorm``.
-    - ``steps`` Adam steps at peak ``lr``, reached after a linear warmup over ``warmup`` (a
-      fraction of the steps), then cosine decay to 0.
-    - ``distill``: weight of knowledge distillation from the unpruned network at
-      ``temperature`` (0: plain cross-entropy), see ``autoprune.train.Distillation``.
-    """
-
-    steps: int = 40
-    lr: float = 1e-3
-    batch_size: int = 128
-    warmup: float = 0.0
-    distill: float = 0.0
-    temperature: float = 4.0
-    bn_batches: int = 0
-
-    def __post_init__(self) -> None:
-        require_number("finetune steps", self.steps, low=0, integer=True)
-        require_number("finetune lr", self.lr, low=0.0, strict=True)
-        require_number("finetune batch_size", self.batch_size, low=1, integer=True)
-        require_number("finetune warmup", self.warmup, low=0.0, below=1.0)
-        require_number("finetune distill", self.distill, low=0.0, below=1.0 + 1e-12)
-        require_number("finetune temperature", self.temperature, low=0.0, strict=True)
-        require_number("finetune bn_batches", self.bn_batches, low=0, integer=True)
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "steps": self.steps,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "warmup": self.warmup,
-            "distill": self.distill,
-            "temperature": self.temperature,
-            "bn_batches": self.bn_batches,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, float]) -> FinetuneConfig:
-        """Stored configs from before a field existed get the value that reproduces them."""
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def recover(
-        self,
-        model: nn.Module,
-        data: DataSplits,
-        *,
-        teacher: nn.Module | None,
-        seed: int,
-        progress: Progress | None = None,
-    ) -> None:
-        """Recover a freshly pruned ``model`` in place as configured."""
-        recalibrate_batchnorm(
-            model, data, batches=self.bn_batches, batch_size=self.batch_size, seed=seed
-        )
-        distillation = (
-            Distillation(teacher, weight=self.distill, temperature=self.temperature)
-            if self.distill > 0 and teacher is not None
-            else None
-        )
-        torch.manual_seed(seed)
-        finetune(
-            model,
-            data,
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            warmup_steps=round(self.warmup * self.steps),
-            distillation=distillation,
-            seed=seed,
-            progress=progress,
-        )
+def recover(
+    config: FinetuneConfig,
+    model: nn.Module,
+    data: DataSplits,
+    *,
+    teacher: nn.Module | None,
+    seed: int,
+    progress: Progress | None = None,
+) -> None:
+    """Recover a freshly pruned ``model`` in place as ``config`` says."""
+    recalibrate_batchnorm(
+        model, data, batches=config.bn_batches, batch_size=config.batch_size, seed=seed
+    )
+    distillation = (
+        Distillation(teacher, weight=config.distill, temperature=config.temperature)
+        if config.distill > 0 and teacher is not None
+        else None
+    )
+    torch.manual_seed(seed)
+    finetune(
+        model,
+        data,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        warmup_steps=round(config.warmup * config.steps),
+        distillation=distillation,
+        seed=seed,
+        progress=progress,
+    )
 
 
 @dataclass(frozen=True)
@@ -111,26 +71,6 @@ class CandidateResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-CALIBRATION_BATCHES = 4  # batches a data-driven criterion scores on (a few: taylor converges fast)
-
-
-def draw_calibration_batches(
-    data: DataSplits, *, count: int, batch_size: int, seed: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``count`` training batches, shuffled (and augmented, as in training) with ``seed``.
-
-    What data-driven criteria (``taylor``) score channels on; the same seed gives the same
-    batches, so a candidate can be rebuilt exactly.
-    """
-    generator = torch.Generator().manual_seed(seed)  # CPU generator: same batches on any device
-    batches = []
-    for batch in data.batches("train", batch_size, train=True, generator=generator):
-        batches.append(batch)
-        if len(batches) == count:
-            break
-    return batches
-
-
 @dataclass
 class CandidateEvaluator:
     """Scores pruning ratios against one fixed baseline; the baseline is never modified."""
@@ -140,25 +80,40 @@ class CandidateEvaluator:
     model_config: ModelConfig
     criterion: str
     finetune_config: FinetuneConfig
-    calibration_batches: int = CALIBRATION_BATCHES
-    """Training batches (of ``finetune_config.batch_size``) a data-driven criterion scores on;
-    drawn once with ``calibration_seed``, so every candidate is scored on the same batches."""
-    calibration_seed: int = 0
+    calibration_config: CalibrationConfig = field(default_factory=CalibrationConfig)
+    """The training batches a data-driven criterion scores on; drawn once, so every candidate
+    is scored on the same batches (``RunConfig.search.calibration``)."""
     _calibration: list[tuple[torch.Tensor, torch.Tensor]] | None = field(
         default=None, init=False, repr=False
     )
+
+    @classmethod
+    def for_run(
+        cls, run: RunConfig, baseline: nn.Module, data: DataSplits, *, model_config: ModelConfig
+    ) -> CandidateEvaluator:
+        """The evaluator of a ``joint`` run: its criterion, fine-tuning and calibration.
+
+        ``model_config`` is ``run.model`` as the caller resolved it (its ``source``).
+        """
+        if run.finetune is None:
+            raise ConfigError(
+                f"a {run.search.method} run does not fine-tune candidates: it has no evaluator"
+            )
+        return cls(
+            baseline=baseline,
+            data=data,
+            model_config=model_config,
+            criterion=run.search.criterion,
+            finetune_config=run.finetune,
+            calibration_config=run.search.calibration or CalibrationConfig(seed=run.search.seed),
+        )
 
     def calibration(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """The calibration batches if the criterion needs data, else None (nothing drawn)."""
         if not CRITERIA.get(self.criterion).needs_data:
             return None
         if self._calibration is None:
-            self._calibration = draw_calibration_batches(
-                self.data,
-                count=self.calibration_batches,
-                batch_size=self.finetune_config.batch_size,
-                seed=self.calibration_seed,
-            )
+            self._calibration = calibration_batches(self.data, **self.calibration_config.to_dict())
         return self._calibration
 
     def build(
@@ -187,8 +142,13 @@ class CandidateEvaluator:
             seed=seed,
         )
         pruned = time.perf_counter()
-        self.finetune_config.recover(
-            model, self.data, teacher=self.baseline, seed=seed, progress=progress
+        recover(
+            self.finetune_config,
+            model,
+            self.data,
+            teacher=self.baseline,
+            seed=seed,
+            progress=progress,
         )
         if seconds is not None:
             seconds.update(prune=pruned - started, finetune=time.perf_counter() - pruned)

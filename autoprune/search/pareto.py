@@ -14,8 +14,8 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from autoprune.errors import ConfigError
-from autoprune.metrics import BITS_PER_MB
-from autoprune.search.study import CONFIG_ATTR, REFERENCE_ATTR
+from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.study import REFERENCE_ATTR, run_config_of
 
 COLUMNS = [
     "trial",
@@ -34,8 +34,11 @@ RATIO_PREFIX = "ratio:"
 
 def group_names(study: optuna.Study) -> list[str]:
     """The searched groups in the space's order (else in the order trials name them)."""
-    space = (study.user_attrs.get(CONFIG_ATTR) or {}).get("space") or {}
-    names = [g["name"] for g in space.get("groups", []) if isinstance(g, dict) and "name" in g]
+    try:
+        groups = run_config_of(study).search.space.get("groups") or []
+    except ConfigError:  # no readable config: the table is still shown, from the trials
+        groups = []
+    names = [g["name"] for g in groups if isinstance(g, dict) and "name" in g]
     if names:
         return names
     seen: dict[str, None] = {}
@@ -50,7 +53,11 @@ def compact_ratios(params: dict[str, float]) -> str:
 
 
 def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFrame:
-    """One row per complete trial (or per Pareto-optimal one), sorted by size."""
+    """One row per complete trial (or per Pareto-optimal one), sorted by size.
+
+    The accuracy is the first objective; the size and the other measures come from the trial's
+    record, so any number of objectives works.
+    """
     reference = study.user_attrs.get(REFERENCE_ATTR, {})
     quantized_bits = reference.get("quantized_size_bits")
     float_bits = reference.get("float_size_bits")
@@ -62,22 +69,25 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     groups = group_names(study)
     rows = []
     for trial in trials:
-        size_bits = trial.user_attrs.get("size_bits", trial.values[1] * BITS_PER_MB)
+        record = TrialRecord.from_trial(trial)
+        ratios = trial_ratios(trial)
+        size_bits = record.size_bits
+        known = size_bits is not None
         rows.append(
             {
                 "trial": trial.number,
                 "val_accuracy": trial.values[0],
-                "size_mb": size_bits / BITS_PER_MB,
+                "size_mb": record.size_mb,
                 "size_pct_of_quantized": 100 * size_bits / quantized_bits
-                if quantized_bits
+                if quantized_bits and known
                 else None,
-                "compression_vs_fp32": float_bits / size_bits if float_bits else None,
-                "bops": trial.user_attrs.get("bops"),
-                "macs": trial.user_attrs.get("macs"),
-                "params": trial.user_attrs.get("params"),
-                "reference": trial.user_attrs.get("reference", ""),
-                "ratios": compact_ratios({g: trial.params.get(g, 0.0) for g in groups}),
-                **{RATIO_PREFIX + g: trial.params.get(g) for g in groups},
+                "compression_vs_fp32": float_bits / size_bits if float_bits and known else None,
+                "bops": record.bops,
+                "macs": record.macs,
+                "params": record.params,
+                "reference": record.reference or "",
+                "ratios": compact_ratios({g: ratios.get(g, 0.0) for g in groups}),
+                **{RATIO_PREFIX + g: ratios.get(g) for g in groups},
             }
         )
     frame = pd.DataFrame(rows, columns=COLUMNS + [RATIO_PREFIX + g for g in groups])

@@ -24,7 +24,15 @@ import torch
 from torch import nn
 
 from autoprune.checkpoint import read_checkpoint, save_checkpoint
-from autoprune.config import DataConfig, ModelConfig, TrainConfig
+from autoprune.config import (
+    BaselineConfig,
+    CalibrationConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    SearchConfig,
+    TrainConfig,
+)
 from autoprune.data import DataSplits, ImageData, load_dataset
 from autoprune.data.base import default_cache_dir
 from autoprune.device import resolve_device
@@ -35,17 +43,27 @@ from autoprune.models.external import is_external
 from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA
 from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, parse_edge_bits
+from autoprune.search.budget import Budget, BudgetAllocator, CostModel
 from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import SAMPLERS, DistinctSampler
+from autoprune.search.sensitivity import (
+    Sensitivity,
+    budget_warm_start_shapes,
+    front_warm_start_points,
+    scan_sensitivity,
+)
 from autoprune.search.space import load_search_space
 from autoprune.search.storage import open_storage, storage_file, storage_liveness
 from autoprune.search.study import (
     BASELINE_PATH_ATTR,
     REFERENCE_ATTR,
+    SENSITIVITY_ATTR,
     Reference,
     SearchObserver,
+    enqueue_budget_reference,
+    enqueue_labelled,
     enqueue_reference_trials,
     make_evaluation,
     open_study,
@@ -59,6 +77,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "resnet18"
 DEFAULT_BITS = 2
 METHODS = ("joint", "layerwise")
+WARM_STARTS = (None, "sensitivity")
 
 Storage = str | optuna.storages.BaseStorage | None
 """Where a study lives: a path or URL (``autoprune.search.storage.open_storage``), an Optuna
@@ -80,6 +99,7 @@ class SearchRequest:
     - ``train``: how the baseline is trained (and cached) from the model's initial weights;
       None uses an ``nn.Module`` or checkpoint as it is, untrained.
     - ``storage``: see ``Storage``.
+    - ``target_size``/``target_bops``: a budget search (at most one of them).
     """
 
     model: str | nn.Module | None = None
@@ -104,6 +124,14 @@ class SearchRequest:
     max_train: int | None = None
     method: str = "joint"  # "joint": all ratios at once; "layerwise": the paper's greedy method
     layerwise: LayerwiseConfig = field(default_factory=LayerwiseConfig)
+    # A budget search: one objective (validation accuracy), every trial's network at most this
+    # quantized size ("50%" of the unpruned network, or megabytes) or these BOPs ("40%", or
+    # operations); see autoprune.search.budget. None: two objectives, accuracy and size.
+    target_size: str | float | None = None
+    target_bops: str | float | None = None
+    # "sensitivity": informed start-up trials from a scan of each group pruned alone
+    # (autoprune.search.sensitivity), queued before the sampler's own; None: random start-up
+    warm_start: str | None = None
 
     def quant_spec(self) -> QuantSpec:
         """The requested quantization with the default filled in (no checkpoint involved)."""
@@ -330,6 +358,16 @@ class SearchSession:
             )
         SAMPLERS.get(request.sampler)
         CRITERIA.get(request.criterion)
+        if request.target_size is not None and request.target_bops is not None:
+            raise ConfigError("give target_size or target_bops, not both: a search has one budget")
+        if request.warm_start not in WARM_STARTS:
+            raise ConfigError(
+                f"unknown warm start {request.warm_start!r}: use sensitivity or leave it out"
+            )
+        if request.method == "layerwise" and self.budget_target is not None:
+            raise ConfigError(
+                "the layerwise method has no budget: drop the target or use method 'joint'"
+            )
         if (
             request.train is None
             and request.checkpoint is None
@@ -412,27 +450,55 @@ class SearchSession:
         self.study_name = request.study_name or (
             f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset_name}"
         )
+        self.allocator = self._budget_allocator()
+
+    @property
+    def budget_target(self) -> tuple[str, str | float] | None:
+        """``(metric, target)`` of a budget search, else None."""
+        if self.request.target_size is not None:
+            return "size", self.request.target_size
+        if self.request.target_bops is not None:
+            return "bops", self.request.target_bops
+        return None
+
+    def _budget_allocator(self) -> BudgetAllocator | None:
+        """A budget search's allocator: its exact cost model is fitted to the architecture,
+        and a budget the space cannot reach is refused before any study or training."""
+        if self.budget_target is None:
+            return None
+        metric, target = self.budget_target
+        input_shape = self.model_config.input_shape
+        costs = CostModel.fit(build_model(self.model_config), input_shape, self.space.names)
+        budget = Budget.parse(metric, target, unpruned=costs.unpruned[metric])
+        return BudgetAllocator(self.space, costs, budget)
 
     def _open_study(self) -> None:
         """Open or resume the study whose stored config must equal this request's."""
         request = self.request
-        baseline_identity = self.baseline_identity
-        config = {
-            "model": self.model_config.to_dict(),
-            "data": self.data_config.to_dict(),
-            "baseline": baseline_identity,
-            "criterion": request.criterion,
-            "finetune": request.finetune.to_dict(),
-            "space": self.space.to_dict(),
-            "seed": request.seed,
-        }
-        if request.method == "layerwise":
-            # no per-trial fine-tuning in this method; its own schedule defines the study
-            del config["finetune"]
-            config.update(method="layerwise", layerwise=request.layerwise.to_dict())
+        layerwise = request.method == "layerwise"
+        self.run_config = RunConfig(
+            model=self.model_config,
+            data=self.data_config,
+            baseline=BaselineConfig.from_dict(self.baseline_identity),
+            # no per-trial fine-tuning in the layer-wise method: its own schedule defines it
+            finetune=None if layerwise else request.finetune,
+            search=SearchConfig(
+                criterion=request.criterion,
+                seed=request.seed,
+                sampler=request.sampler,
+                method=request.method,
+                space=self.space.to_dict(),
+                layerwise=request.layerwise if layerwise else None,
+                calibration=CalibrationConfig(seed=request.seed)
+                if CRITERIA.get(request.criterion).needs_data
+                else None,
+                budget=None if self.allocator is None else self.allocator.budget.to_dict(),
+                warm_start=request.warm_start,
+            ),
+        )
         # Opened once the request is known to be valid, still before minutes of training.
         self.storage = open_search_storage(request.storage)
-        self.study, self.created = open_study(self.storage, self.study_name, config=config)
+        self.study, self.created = open_study(self.storage, self.study_name, config=self.run_config)
         # Seeded per trial (seed + trial number): a resumed run, or a worker joining others,
         # draws new start-up points, and never one another trial holds.
         self.study.sampler = DistinctSampler(
@@ -492,14 +558,49 @@ class SearchSession:
         if self.request.method == "joint":
             # a killed worker's trial (a reference point, say) is failed and queued again first
             fail_dead_trials(self.study, self.storage, storage_liveness(self.storage))
-            enqueue_reference_trials(self.study, self.space, self.storage)
+            if self.allocator is not None:
+                enqueue_budget_reference(self.study, self.allocator, self.storage)
+            else:
+                enqueue_reference_trials(self.study, self.space, self.storage)
         self.evaluator = CandidateEvaluator(
             baseline=self.baseline,
             data=self.data,
             model_config=self.model_config,
             criterion=self.request.criterion,
             finetune_config=self.request.finetune,
+            calibration_config=self.run_config.search.calibration or CalibrationConfig(),
         )
+        if self.request.method == "joint" and self.request.warm_start == "sensitivity":
+            self._enqueue_warm_start()
+
+    def _enqueue_warm_start(self) -> None:
+        """Queue the sensitivity scan's allocations; the scan is stored on the study, so a
+        resumed run or another worker reuses it (it costs about one short fine-tune)."""
+        stored = self.study.user_attrs.get(SENSITIVITY_ATTR)
+        if stored is not None:
+            table = Sensitivity.from_dict(stored)
+        else:
+            table = scan_sensitivity(
+                self.baseline,
+                self.data,
+                self.space,
+                criterion=self.request.criterion,
+                input_shape=self.model_config.input_shape,
+                calibration=self.evaluator.calibration(),
+                seed=self.request.seed,
+            )
+            self.study.set_user_attr(SENSITIVITY_ATTR, table.to_dict())
+        if self.allocator is not None:
+            points = budget_warm_start_shapes(table, self.allocator)
+            distributions = self.allocator.distributions()
+        else:
+            costs = CostModel.fit(
+                build_model(self.model_config), self.model_config.input_shape, self.space.names
+            )
+            points = front_warm_start_points(table, self.space, costs)
+            distributions = {group.name: group.distribution() for group in self.space.groups}
+        for label, params in points:
+            enqueue_labelled(self.study, self.storage, params, distributions, label)
 
     # -- helpers of the steps -----------------------------------------------------------------
 
@@ -587,6 +688,7 @@ class SearchSession:
             sampler=self.request.sampler,
             seed=self.request.seed,
             state_dir=self.layerwise_dir,
+            calibration_config=self.run_config.search.calibration,
         ).run(observer)
 
     @property
@@ -617,11 +719,14 @@ class SearchSession:
         distinct = 1
         for group in self.space.groups:
             distinct *= round((group.high - group.low) / group.step) + 1
+        budget = self.allocator is not None
+        if budget:  # shapes are continuous: networks repeat only within one channel's width
+            distinct = max(distinct, 10**9)
         return Worker(
             study=self.study,
             storage=self.storage,
-            evaluate=make_evaluation(self.evaluator, seed=self.request.seed),
-            suggest=self.space.suggest,
+            evaluate=make_evaluation(self.evaluator, seed=self.request.seed, budget=budget),
+            suggest=self.allocator.suggest if self.allocator is not None else self.space.suggest,
             total_trials=self.request.trials,
             observer=observer or SearchObserver(),
             control=control or StopControl(),

@@ -12,25 +12,33 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autoprune.config import RunConfig
 from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB
-from autoprune.quant import QuantSpec
+from autoprune.search.budget import BudgetAllocator
 from autoprune.search.objective import CandidateEvaluator
+from autoprune.search.record import TrialRecord
 from autoprune.search.space import SearchSpace
-from autoprune.search.worker import REFERENCE_KEY, TrialFailed, accounted, enqueue_once
+from autoprune.search.worker import TrialFailed, accounted, enqueue_once
 
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
 OBJECTIVE_NAMES = ("val_accuracy", "size_mb")
+# A budget search (``autoprune.search.budget``): every trial fits, accuracy is all that is left.
+BUDGET_DIRECTIONS = ("maximize",)
+BUDGET_OBJECTIVE_NAMES = ("val_accuracy",)
+BUDGET_REFERENCE = "uniform at budget"
+# The per-group sensitivity scan of a warm-started search (``Sensitivity.to_dict()``).
+SENSITIVITY_ATTR = "autoprune_sensitivity"
 UNIFORM_PROBES = (0.2, 0.4, 0.6)
-CONFIG_ATTR = "autoprune_config"
+CONFIG_ATTR = "autoprune_config"  # RunConfig.to_dict(): the study's identity
 REFERENCE_ATTR = "autoprune_reference"
 # Where the baseline checkpoint lives; not part of the identity, so a moved file can be re-pointed.
 BASELINE_PATH_ATTR = "autoprune_baseline_path"
@@ -91,34 +99,49 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "
     return found
 
 
+def run_config_of(study: optuna.Study) -> RunConfig:
+    """The run config a study was made with, read (and upgraded, for a study made before
+    configs had versions) from its attributes; ``ConfigError`` if autoprune made none or a
+    newer autoprune wrote it."""
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        raise ConfigError(f"study {study.study_name!r} was not made by autoprune search")
+    return RunConfig.from_dict(stored, what=f"study {study.study_name!r}'s config")
+
+
 def open_study(
     storage: optuna.storages.BaseStorage,
     name: str,
     *,
-    config: dict[str, Any],
+    config: RunConfig,
     sampler: optuna.samplers.BaseSampler | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or resume it if its stored config equals ``config``.
 
+    A study stored by an older autoprune is compared on its upgraded form (``RunConfig``), so
+    resuming it is refused exactly when a setting that defines it, a default included, changed.
     Returns the study and whether it was created now.
     """
+    budget = config.search.budget is not None
     study = optuna.create_study(
         storage=storage,
         study_name=name,
         sampler=sampler,
-        directions=list(DIRECTIONS),
+        directions=list(BUDGET_DIRECTIONS if budget else DIRECTIONS),
         load_if_exists=True,
     )
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
-        study.set_user_attr(CONFIG_ATTR, config)
-        study.set_metric_names(list(OBJECTIVE_NAMES))
+    if CONFIG_ATTR not in study.user_attrs:
+        study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        study.set_metric_names(list(BUDGET_OBJECTIVE_NAMES if budget else OBJECTIVE_NAMES))
         return study, True
-    differences = _differences(stored, config)
+    stored = run_config_of(study)
+    if stored.search.sampler is None:  # made before the sampler was recorded: any may resume
+        stored = replace(stored, search=replace(stored.search, sampler=config.search.sampler))
+    differences = _differences(stored.to_dict(), config.to_dict())
     if differences:
         raise ConfigError(
             f"study {name!r} was created with another configuration ({'; '.join(differences[:3])}):"
-            " rerun with the study's options or choose a new --study name"
+            " rerun with the study's settings or choose a new study name"
         )
     return study, False
 
@@ -140,7 +163,31 @@ def enqueue_reference_trials(
             continue
         seen.append(params)
         label = "unpruned" if ratio == 0.0 else f"uniform {ratio:.2f}"
-        enqueue_once(study, storage, params, distributions, user_attrs={REFERENCE_KEY: label})
+        record = TrialRecord(reference=label)
+        enqueue_once(study, storage, params, distributions, user_attrs=record.to_user_attrs())
+
+
+def enqueue_budget_reference(
+    study: optuna.Study, allocator: BudgetAllocator, storage: optuna.storages.BaseStorage
+) -> None:
+    """A budget search's reference point: every group at the same position of its range,
+    scaled to the budget (uniform pruning at exactly that cost). Idempotent like
+    ``enqueue_reference_trials``."""
+    enqueue_labelled(
+        study, storage, allocator.uniform_shape(), allocator.distributions(), BUDGET_REFERENCE
+    )
+
+
+def enqueue_labelled(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    params: dict[str, float],
+    distributions: dict[str, optuna.distributions.BaseDistribution],
+    label: str,
+) -> None:
+    """Queue one labelled point (a reference or a warm start), once (``enqueue_once``)."""
+    record = TrialRecord(reference=label)
+    enqueue_once(study, storage, params, distributions, user_attrs=record.to_user_attrs())
 
 
 def completed_trials(study: optuna.Study) -> int:
@@ -148,29 +195,33 @@ def completed_trials(study: optuna.Study) -> int:
 
 
 def make_evaluation(
-    evaluate: CandidateEvaluator, *, seed: int
+    evaluate: CandidateEvaluator, *, seed: int, budget: bool = False
 ) -> Callable[
-    [int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, float], dict]
+    [int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, ...], dict]
 ]:
     """``(number, ratios, progress) -> (objective values, user attributes)`` of a trial;
-    ``TrialFailed`` when the fine-tuned candidate's loss is not finite."""
+    ``TrialFailed`` when the fine-tuned candidate's loss is not finite. A ``budget`` search
+    has one objective, and its records keep the ratios (its parameters are a shape)."""
 
     def evaluation(
         number: int, ratios: dict[str, float], progress: Callable[[int, int], None]
-    ) -> tuple[tuple[float, float], dict]:
+    ) -> tuple[tuple[float, ...], dict]:
         result = evaluate(ratios, seed=seed + number, progress=progress)
         if not (math.isfinite(result.val_loss) and math.isfinite(result.val_accuracy)):
             raise TrialFailed(f"fine-tuning diverged (validation loss {result.val_loss})")
-        attrs = {
-            "val_loss": result.val_loss,
-            "size_bits": result.size_bits,
-            "params": result.params,
-            "macs": result.macs,
-            "bops": result.bops,
-            "kept_channels": result.kept_channels,
-            "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
-        }
-        return (result.val_accuracy, result.size_bits / BITS_PER_MB), attrs
+        record = TrialRecord(
+            val_loss=result.val_loss,
+            size_bits=result.size_bits,
+            params=result.params,
+            macs=result.macs,
+            bops=result.bops,
+            kept_channels=result.kept_channels,
+            seconds={k: round(v, 3) for k, v in result.seconds.items()},
+            ratios=dict(ratios) if budget else None,
+        )
+        if budget:
+            return (result.val_accuracy,), record.to_user_attrs()
+        return (result.val_accuracy, result.size_bits / BITS_PER_MB), record.to_user_attrs()
 
     return evaluation
 
@@ -185,13 +236,13 @@ def load_existing_study(storage: optuna.storages.BaseStorage, name: str | None) 
     if name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
-            raise ConfigError(f"choose a study with --study (studies in this storage: {listed})")
+            raise ConfigError(f"choose a study by name (studies in this storage: {listed})")
         name = names[0]
     if name not in names:
         listed = ", ".join(names) if names else "none"
         raise ConfigError(
             f"no study named {name!r} in this storage (studies: {listed}): "
-            "check --study and --storage"
+            "check the study name and the storage"
         )
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -203,8 +254,10 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
         study = optuna.load_study(study_name=name, storage=storage)
         if LAYERWISE_PARENT_ATTR in study.user_attrs:
             continue  # one group of a layer-wise search: its parent study is listed
-        config = study.user_attrs.get(CONFIG_ATTR, {})
-        model = config.get("model", {})
+        try:
+            config: RunConfig | None = run_config_of(study)
+        except ConfigError:  # listed all the same: made by another tool or a newer autoprune
+            config = None
         counts = {state: 0 for state in ("COMPLETE", "RUNNING", "WAITING", "FAIL")}
         for trial in study.get_trials(deepcopy=False):
             if accounted(trial):  # not the trials dropped unevaluated (surplus, duplicates)
@@ -212,10 +265,10 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
         summaries.append(
             {
                 "study": name,
-                "model": model.get("name", "?"),
-                "quant": QuantSpec.from_dict(model["quant"]).label if "quant" in model else "?",
-                "dataset": config.get("data", {}).get("name", "?"),
-                "method": config.get("method", "joint"),
+                "model": config.model.name if config else "?",
+                "quant": config.model.spec.label if config else "?",
+                "dataset": config.data.name if config else "?",
+                "method": config.search.method if config else "?",
                 "complete": counts["COMPLETE"],
                 "running": counts["RUNNING"],
                 "failed": counts["FAIL"],

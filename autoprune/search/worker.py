@@ -47,6 +47,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autoprune.errors import AutopruneError, ConfigError, StorageError
+from autoprune.search.record import REFERENCE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ FAILURE_ATTR = "autoprune:failure"  # why a trial failed (diverged, interrupted,
 DEATHS_ATTR = "autoprune:deaths"  # times a point's worker died; past MAX_DEATHS it is not retried
 RETRY_OF_ATTR = "failed_trial"  # Optuna's RetryFailedTrialCallback convention
 RETRY_HISTORY_ATTR = "retry_history"
-REFERENCE_KEY = "reference"  # user attribute labelling the enqueued reference points
 GIVEN_UP_ATTR = "autoprune:given_up"  # on a trial whose point is not retried (MAX_DEATHS)
 MAX_DEATHS = 5
 ALIVE = (TrialState.COMPLETE, TrialState.RUNNING)

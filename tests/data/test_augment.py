@@ -117,7 +117,9 @@ def test_in_memory_datasets_take_none_or_light() -> None:
 
 def test_data_config_keys_of_default_settings_are_unchanged(tmp_path: Path) -> None:
     digits = DataConfig.of(load_dataset("digits"), "digits")
-    assert digits.to_dict() == {"name": "digits", "val_fraction": 0.1, "seed": 0, "max_train": None}
+    keyed = {"name": "digits", "val_fraction": 0.1, "seed": 0, "max_train": None}
+    assert digits.key_dict() == keyed  # the cache key of existing baselines
+    assert digits.to_dict() == {**keyed, "content": None, "augment": None}  # every field
     plain = DataConfig.of(load_dataset("digits", augment="none"), "digits")
     assert plain.to_dict()["augment"] == "none"
     assert DataConfig.from_dict(plain.to_dict()) == plain

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from autoprune.config import ModelConfig
-from autoprune.data import load_dataset
+from autoprune.config import CalibrationConfig, ModelConfig
+from autoprune.data import calibration_batches, load_dataset
 from autoprune.models import build_model
 from autoprune.quant import QuantSpec
-from autoprune.search.objective import (
-    CandidateEvaluator,
-    FinetuneConfig,
-    draw_calibration_batches,
-)
+from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 
 
 def _evaluator(criterion: str) -> CandidateEvaluator:
@@ -25,7 +21,7 @@ def _evaluator(criterion: str) -> CandidateEvaluator:
         model_config=config,
         criterion=criterion,
         finetune_config=FinetuneConfig(steps=2, batch_size=16),
-        calibration_batches=3,
+        calibration_config=CalibrationConfig(batches=3, batch_size=16),
     )
 
 
@@ -35,7 +31,7 @@ def test_taylor_candidates_are_scored_on_fixed_calibration_batches() -> None:
     assert calibration is not None and len(calibration) == 3
     assert all(images.shape[0] == 16 for images, _ in calibration)
     assert evaluator.calibration() is calibration  # drawn once, shared by every candidate
-    again = draw_calibration_batches(evaluator.data, count=3, batch_size=16, seed=0)
+    again = calibration_batches(evaluator.data, batches=3, batch_size=16, seed=0)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(calibration, again, strict=True))
     first, kept = evaluator.build({"features.3": 0.5}, seed=7)
     second, kept_again = evaluator.build({"features.3": 0.5}, seed=7)

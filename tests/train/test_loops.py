@@ -113,7 +113,14 @@ def test_train_and_finetune_keep_their_signatures_and_learn() -> None:
 
 def test_new_train_fields_keep_old_keys_and_read_old_dicts() -> None:
     old = {"epochs": 15, "batch_size": 128, "lr": 5e-3, "weight_decay": 0.0, "seed": 0}
-    assert TrainConfig().to_dict() == old  # cache keys and study identities unchanged
+    assert TrainConfig().key_dict() == old  # cache keys unchanged
+    assert TrainConfig().to_dict() == {
+        **old,
+        "optimizer": "adam",
+        "schedule": "cosine",
+        "warmup_epochs": 0.0,
+        "amp": "auto",
+    }  # every default
     assert config_key(TrainConfig()) == config_key(TrainConfig.from_dict(old))
     sgd = TrainConfig(optimizer="sgd", schedule="step", warmup_epochs=1.0, amp="off")
     assert TrainConfig.from_dict(sgd.to_dict()) == sgd

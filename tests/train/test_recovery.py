@@ -10,7 +10,7 @@ from torch import nn
 from autoprune.data import load_dataset
 from autoprune.models import create_model
 from autoprune.prune import prune_
-from autoprune.search.objective import FinetuneConfig
+from autoprune.search.objective import FinetuneConfig, recover
 from autoprune.train import Distillation, finetune, recalibrate_batchnorm
 
 DATA = load_dataset("digits", max_train=256)
@@ -75,5 +75,5 @@ def test_distillation_pulls_a_pruned_student_towards_its_parent() -> None:
     prune_(pruned, {"layers.0.0.conv1": 0.5}, criterion="l1", example_input=images[:1])
     untouched = gap(pruned)
     config = FinetuneConfig(steps=10, lr=1e-3, batch_size=64, distill=1.0, bn_batches=4)
-    config.recover(pruned, DATA, teacher=parent, seed=0)
+    recover(config, pruned, DATA, teacher=parent, seed=0)
     assert gap(pruned) < untouched
