@@ -58,15 +58,7 @@ def greedy_sensitivity_allocation(context: AllocationContext) -> dict[str, float
     if context.sensitivity is None:
         raise ConfigError("the greedy allocation needs a sensitivity scan")
     allocator, space = context.allocator, context.allocator.space
-
-    def fits(ratios: dict[str, float]) -> bool:
-        removed = [
-            removed_channels(c, ratios[n])
-            for n, c in zip(space.names, allocator.costs.channels, strict=True)
-        ]
-        return allocator.cost_of(removed) <= allocator.budget.limit
-
-    chosen = greedy_allocation(context.sensitivity(), space, fits)
+    chosen = greedy_allocation(context.sensitivity(), space, allocator.fits)
     if chosen is None:
         raise ConfigError("the budget is below what the greedy allocation can reach")
     # the same shape, scaled so that the network uses the budget to the last channel

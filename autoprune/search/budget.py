@@ -281,6 +281,14 @@ class BudgetAllocator:
     def cost_of(self, removed: Sequence[int]) -> float:
         return self.costs.cost(self.budget.metric, removed)
 
+    def fits(self, ratios: Mapping[str, float]) -> bool:
+        """Whether the network with these ratios (groups absent: unpruned) meets the budget."""
+        removed = [
+            removed_channels(c, ratios.get(name, 0.0))
+            for name, c in zip(self.space.names, self.costs.channels, strict=True)
+        ]
+        return self.cost_of(removed) <= self.budget.limit
+
     def ratios_for(self, shape: Mapping[str, float]) -> dict[str, float]:
         """The ratios, snapped to whole channels, of the smallest factor that fits."""
         low, high = 0.0, 1 / SHAPE_LOW

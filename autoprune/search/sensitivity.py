@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from autoprune.prune import prune_
-from autoprune.search.budget import SHAPE_LOW
+from autoprune.search.budget import SHAPE_LOW, BudgetAllocator, CostModel, removed_channels
 from autoprune.search.space import SearchSpace
 
 SCAN_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of each group's ratio range
@@ -221,3 +221,35 @@ def warm_start_allocations(
         if snapped not in found:
             found.append(snapped)
     return found
+
+
+def budget_warm_start_shapes(
+    sensitivity: Sensitivity, allocator: BudgetAllocator
+) -> list[tuple[str, dict[str, float]]]:
+    """Informed start-up shapes of a budget search, labelled: the greedy allocation at the
+    budget, and halfway between it and the uniform shape (so the sampler sees a direction)."""
+    space = allocator.space
+    chosen = greedy_allocation(sensitivity, space, allocator.fits)
+    if chosen is None:
+        return []
+    greedy = shape_of(chosen, space)
+    halfway = {name: (value + 1.0) / 2 for name, value in greedy.items()}
+    return [("sensitivity greedy", greedy), ("sensitivity half-greedy", halfway)]
+
+
+def front_warm_start_points(
+    sensitivity: Sensitivity, space: SearchSpace, costs: CostModel
+) -> list[tuple[str, dict[str, float]]]:
+    """Informed start-up ratios of a two-objective search, labelled with their size target."""
+
+    def size_of(ratios: dict[str, float]) -> float:
+        removed = [
+            removed_channels(c, ratios.get(n, 0.0))
+            for n, c in zip(costs.names, costs.channels, strict=True)
+        ]
+        return costs.cost("size", removed)
+
+    fractions = (0.8, 0.6, 0.45)
+    points = warm_start_allocations(sensitivity, space, size_of, fractions)
+    unpruned = size_of({})
+    return [(f"sensitivity {100 * size_of(p) / unpruned:.0f}%", p) for p in points]

@@ -10,7 +10,7 @@ from autoprune.errors import ConfigError
 from autoprune.search.objective import FinetuneConfig
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.session import SearchRequest, SearchSession
-from autoprune.search.study import BUDGET_REFERENCE
+from autoprune.search.study import BUDGET_REFERENCE, SENSITIVITY_ATTR
 from autoprune.train import evaluate
 
 
@@ -65,3 +65,25 @@ def test_budget_requests_that_cannot_run_are_refused() -> None:
         SearchSession(_request(target_size="1%"))
     with pytest.raises(ConfigError, match="target size"):
         SearchSession(_request(target_size="half"))
+
+
+@pytest.mark.parametrize("target", ["60%", None])
+def test_sensitivity_warm_start_queues_labelled_points_once(tmp_path, target) -> None:
+    storage = str(tmp_path / "w.db")
+    # every queued point runs: the references (1 in a budget search, 4 without) come first
+    trials = 4 if target else 8
+    request = _request(storage=storage, target_size=target, warm_start="sensitivity", trials=trials)
+    session = SearchSession(request)
+    labels = [TrialRecord.from_trial(t).reference for t in session.study.trials]
+    warm = [label for label in labels if label and label.startswith("sensitivity")]
+    assert warm, labels
+    assert SENSITIVITY_ATTR in session.study.user_attrs
+    session.run()
+    complete = [t for t in session.study.trials if t.state.name == "COMPLETE"]
+    done = {TrialRecord.from_trial(t).reference for t in complete}
+    assert set(warm) <= done  # queued points run before the sampler's own
+    # a resumed run reuses the stored scan and queues nothing again
+    again = SearchSession(request)
+    assert len(again.study.trials) == len(session.study.trials)
+    with pytest.raises(ConfigError, match="unknown warm start"):
+        SearchSession(_request(warm_start="sensitive"))
