@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -190,8 +190,10 @@ def train_baseline(
     ``progress(done, total)`` is called after each step.
     """
     from autoprune.device import resolve_device
-    from autoprune.search.session import DEFAULT_BITS, _is_quantized
     from autoprune.train import make_trainer, train_checkpoint
+
+    with _quiet_import():
+        from autoprune.search.session import DEFAULT_BITS, _is_quantized
 
     config = config or TrainConfig()
     resolved = resolve_device(device)
@@ -275,6 +277,14 @@ class SearchResult:
         )
         renamed.attrs["groups"] = frame.attrs.get("groups", [])
         return renamed
+
+    def plot(self, ax: Any = None) -> Any:
+        """Every trial, the Pareto front and the reference points, drawn on ``ax`` or a new
+        figure; returns the matplotlib ``Figure`` (shown inline in a notebook). Needs
+        matplotlib (``pip install 'autoprune[plot]'``)."""
+        from autoprune.search.plot import plot_front
+
+        return plot_front(self.study, ax=ax)
 
     def trial(self, trial: int | FrozenTrial) -> FrozenTrial:
         """The complete trial ``trial`` (a number or a trial)."""
@@ -400,6 +410,15 @@ class SearchResult:
 
 
 @contextmanager
+def _quiet_import() -> Iterator[None]:
+    """Optuna imports ``tqdm.auto``, which warns in a notebook without ipywidgets although
+    no Optuna progress bar is ever drawn here: that warning is dropped on first import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        yield
+
+
+@contextmanager
 def _quiet_optuna() -> Iterator[None]:
     """Optuna's own INFO lines (a study created, each trial finished) and experimental-API
     warnings silenced for the call, and its verbosity restored after: the library is silent."""
@@ -469,9 +488,10 @@ def run_search(
     - ``run=False`` prepares the study (baseline, reference trials) without running trials;
       ``result.run()`` runs them.
     """
-    from autoprune.search.layerwise import LayerwiseConfig
-    from autoprune.search.objective import FinetuneConfig
-    from autoprune.search.session import SearchRequest, SearchSession
+    with _quiet_import():
+        from autoprune.search.layerwise import LayerwiseConfig
+        from autoprune.search.objective import FinetuneConfig
+        from autoprune.search.session import SearchRequest, SearchSession
 
     checkpoint = str(model) if _is_checkpoint(model) else None
     request = SearchRequest(
@@ -523,9 +543,11 @@ def load_search(
     ``study`` may be left out when the storage holds one. ``model`` allows a study of your
     own architecture to be rebuilt; ``data_dir`` is where its images are now."""
     from autoprune.errors import StorageError
-    from autoprune.search.session import open_search_storage
-    from autoprune.search.storage import storage_file
-    from autoprune.search.study import load_existing_study
+
+    with _quiet_import():
+        from autoprune.search.session import open_search_storage
+        from autoprune.search.storage import storage_file
+        from autoprune.search.study import load_existing_study
 
     if isinstance(storage, str):
         path = storage_file(storage)

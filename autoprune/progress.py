@@ -51,13 +51,22 @@ class LoggingObserver(SearchObserver):
         self.logger.log(self.level, "chose %s", decision)
 
 
+def _widgets_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
 class TqdmObserver(SearchObserver):
-    """A progress bar over trials (``tqdm.auto``: a widget in notebooks, text elsewhere),
+    """A progress bar over trials (a widget in notebooks with ipywidgets, text elsewhere),
     its postfix showing the last trial; ``total`` is the number of trials to wait for."""
 
     def __init__(self, total: int | None = None, **tqdm_options: Any) -> None:
         try:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
+
+            if _widgets_available():  # a notebook widget; text bars where there are none
+                from tqdm.auto import tqdm
         except ImportError as error:
             raise ConfigError(
                 "TqdmObserver needs tqdm: pip install tqdm, or use LoggingObserver"
