@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import autoprune
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device, tune_cpu_allocator
@@ -43,7 +44,6 @@ from autoprune.search import (
     LayerwiseConfig,
     SearchRequest,
     SearchSession,
-    export_trial,
     load_existing_study,
     open_storage,
     study_summaries,
@@ -57,7 +57,7 @@ from autoprune.search.session import quant_from_options
 from autoprune.search.storage import storage_file
 from autoprune.search.study import delete_study
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
-from autoprune.train import TrainingInterrupted, describe_checkpoint, train_checkpoint
+from autoprune.train import TrainingInterrupted, train_checkpoint
 from autoprune_cli.render import (
     LayerwiseObserver,
     RichSearchObserver,
@@ -772,7 +772,7 @@ def inspect_checkpoint(
     model: TrustModelOpt = None,
 ) -> None:
     """Per-layer size, MACs and BOPs of a checkpoint, its pruning and its recorded results."""
-    report = describe_checkpoint(checkpoint, model=model)
+    report = autoprune.inspect(checkpoint, model=model)
     if as_json:
         sys.stdout.write(report_json(report))
     else:
@@ -798,8 +798,9 @@ def export(
     check_output(out, inputs=study_file, what="--out")
     if onnx is not None:
         check_output(onnx, inputs={**study_file, "the --out file": out}, what="--onnx")
-    loaded = load_existing_study(open_storage(storage), study)
-    result = export_trial(loaded, trial, out, data_dir=data_dir, device=device, model=model)
+    result = autoprune.export_trial(
+        storage, trial, out, study=study, data_dir=data_dir, device=device, model=model
+    )
     console.print(
         f"wrote {result.path}: trial {result.trial}, {result.params:,} parameters, "
         f"{result.size_bits / BITS_PER_MB:.4f} MB; val acc {100 * result.val_accuracy:.2f} % "
