@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
 from autoprune.checkpoint import save_checkpoint
-from autoprune.config import ModelConfig
+from autoprune.config import DataConfig, ModelConfig, RunConfig
 from autoprune.data import load_dataset
 from autoprune.errors import ConfigError
 from autoprune.export import prune_checkpoint
@@ -354,6 +354,17 @@ def test_dry_run_reports_the_study_it_would_resume(
 
 
 def test_metric_names_are_set_for_the_dashboard(tmp_path: Path) -> None:
-    storage = open_storage(str(tmp_path / "m.db"))
-    study, created = open_study(storage, "m", config={"model": {}})
+    model = ModelConfig("tiny_resnet", QuantSpec.from_bits(2).to_dict(), 10, 1, 8, "tiny_resnet")
+    config = RunConfig.from_dict(  # a study's identity as an older autoprune stored it
+        {
+            "model": model.to_dict(),
+            "data": DataConfig("digits").to_dict(),
+            "baseline": {"checkpoint": "0123456789abcdef"},
+            "criterion": "l1",
+            "finetune": {"steps": 1},
+            "space": {"model": "tiny_resnet", "groups": []},
+            "seed": 0,
+        }
+    )
+    study, created = open_study(open_storage(str(tmp_path / "m.db")), "m", config=config)
     assert created and study.metric_names == ["val_accuracy", "size_mb"]
