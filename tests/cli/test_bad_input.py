@@ -239,6 +239,21 @@ CASES = [
     C("inspect {evil}", "pass --model os:abort"),
     C("prune {evil} --out {out} --uniform 0.5", "pass --model os:abort"),
     C(f"search {TINY} --storage {{scratch_db}} --checkpoint {{evil}}", "pass --model os:abort"),
+    # space, search --dry-run, studies --delete, pareto --plot/--scatter/--best-under
+    C("space {ckpt} --out {ckpt}", "is the checkpoint"),
+    C("space {ckpt} --bits 2 --out {out}", "brings its own quantization"),
+    C("space resnet2O --out {out}", "did you mean"),
+    C("space tiny_resnet --out {empty}", "is a folder"),
+    C("space {evil} --out {out}", "pass --model os:abort"),
+    C(f"{SEARCH} --dry-run --sampler nope", "nope"),
+    C(f"{SEARCH} --dry-run --search-space {{yaml:typo}}", "did you mean 'high'"),
+    C("studies --storage {db} --delete nope --yes", "no study named nope"),
+    C("studies --storage {scratch_db} --delete s", "add --yes"),
+    C("pareto --storage {db} --best-under half", "such as 50%"),
+    C("pareto --storage {db} --best-under 101%", "such as 50%"),
+    C("pareto --storage {db} --best-under 0.0000001", "no trial of study s is at most"),
+    C("pareto --storage {db} --plot {out}", "cannot tell the image format"),
+    C("pareto --storage {db} --plot {junk}/front.png", "which is a file"),
 ]
 
 
