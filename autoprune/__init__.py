@@ -31,16 +31,13 @@ from autoprune.api import (
     run_search,
     train_baseline,
 )
-from autoprune.config import DataConfig, TrainConfig
+from autoprune.config import DataConfig, FinetuneConfig, LayerwiseConfig, RunConfig, TrainConfig
 from autoprune.quant import QuantSpec
 
 __version__ = "0.1.0"
 
 # public names imported on first access: (module, attribute)
 _LAZY = {
-    "FinetuneConfig": ("autoprune.search.objective", "FinetuneConfig"),
-    "LayerwiseConfig": ("autoprune.search.layerwise", "LayerwiseConfig"),
-    "RunConfig": ("autoprune.config", "RunConfig"),
     "SearchObserver": ("autoprune.search.study", "SearchObserver"),
     "DataSplits": ("autoprune.data", "DataSplits"),
 }

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from autoprune.config import DataConfig, ModelConfig, TrainConfig
+from autoprune.config import DataConfig, FinetuneConfig, LayerwiseConfig, ModelConfig, TrainConfig
 from autoprune.errors import ConfigError
 from autoprune.metrics import ModelCost, measure
 from autoprune.models import ModelSource, build_model, create_model, load
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
     from autoprune.data import ImageData
     from autoprune.search.export import ExportedTrial
-    from autoprune.search.layerwise import LayerwiseConfig
-    from autoprune.search.objective import FinetuneConfig
     from autoprune.search.session import SearchSession, Storage
     from autoprune.search.study import SearchObserver
     from autoprune.search.worker import StopControl
@@ -489,8 +487,6 @@ def run_search(
       ``result.run()`` runs them.
     """
     with _quiet_import():
-        from autoprune.search.layerwise import LayerwiseConfig
-        from autoprune.search.objective import FinetuneConfig
         from autoprune.search.session import SearchRequest, SearchSession
 
     checkpoint = str(model) if _is_checkpoint(model) else None
