@@ -405,12 +405,18 @@ def _print_plan(request: SearchRequest) -> None:
         f"ratio, to {size(plan.largest_size_bits)} at its lowest; the unpruned quantized "
         f"model is {plan.quantized_size_bits / BITS_PER_MB:.4g} MB"
     )
+    if plan.budget is not None:
+        console.print(f"budget: every trial's network {plan.budget}")
     parts = ", ".join(f"{name} {value:.2f}" for name, value in plan.seconds.items())
     total = plan.seconds_per_trial * plan.trials
+    how = (
+        f"fine-tuning extrapolated to {plan.finetune_steps} steps from a few timed"
+        if plan.finetune_steps
+        else "no fine-tuning per evaluation"
+    )
     console.print(
-        f"estimate: {plan.seconds_per_trial:.1f} s per trial ({parts}; fine-tuning "
-        f"extrapolated to {plan.finetune_steps} steps from 3 timed), about {total / 60:.1f} min "
-        f"for {plan.trials} trials on this machine as loaded now"
+        f"estimate: {plan.seconds_per_trial:.1f} s per trial ({parts}; {how}), about "
+        f"{total / 60:.1f} min for {plan.trials} trials on this machine as loaded now"
     )
 
 

@@ -49,7 +49,8 @@ class SearchPlan:
     quantized_size_bits: int
     smallest_size_bits: int  # every group at its highest ratio
     largest_size_bits: int  # every group at its lowest ratio
-    finetune_steps: int
+    finetune_steps: int  # per trial; 0 for the layer-wise method (it retrains per group)
+    budget: str | None  # a budget search's limit, described; None for a two-objective search
     seconds: dict[str, float]  # per trial: prune, finetune (all its steps), evaluate
     trials: int
 
@@ -154,6 +155,14 @@ def _time_trial(
     return {"prune": seconds["prune"], "finetune": finetune, "evaluate": evaluation}
 
 
+def _budget(preview: _Preview) -> str | None:
+    allocator = getattr(preview, "allocator", None)  # built (and checked) by a budget search
+    if allocator is None:
+        return None
+    budget = allocator.budget
+    return budget.describe(allocator.costs.unpruned[budget.metric])
+
+
 def plan_search(request: SearchRequest) -> SearchPlan:
     """Check ``request`` as ``SearchSession`` would and measure what its search would do; see
     the module docstring. Raises the errors the search would raise before its first trial
@@ -180,6 +189,7 @@ def plan_search(request: SearchRequest) -> SearchPlan:
         smallest_size_bits=_pruned_size(network, high, shape, preview.device),
         largest_size_bits=_pruned_size(network, low, shape, preview.device),
         finetune_steps=request.finetune.steps if request.method == "joint" else 0,
+        budget=_budget(preview),
         seconds=_time_trial(preview, network, middle),
         trials=request.trials,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from autoprune.export import prune_checkpoint
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import build_model
 from autoprune.quant import QuantSpec
-from autoprune.search import load_search_space, open_storage, parse_search_space, trials_frame
+from autoprune.search import (
+    FinetuneConfig,
+    SearchRequest,
+    load_search_space,
+    open_storage,
+    parse_search_space,
+    trials_frame,
+)
+from autoprune.search.dryrun import plan_search
 from autoprune.search.pareto import best_under, parse_size_limit
 from autoprune.search.space import SearchSpace, bundled_search_space_file, format_search_space
 from autoprune.search.study import REFERENCE_ATTR, open_study
@@ -328,7 +337,7 @@ def test_dry_run_measures_the_size_range_and_a_trial_and_writes_nothing(
     assert "(100.0 %) at its lowest" in out  # the default space starts at ratio 0
     estimate = re.search(r"estimate: ([\d.]+) s per trial \(prune ([\d.]+), finetune", out)
     assert estimate is not None and float(estimate.group(1)) > 0, out
-    assert "extrapolated to 40 steps" in out
+    assert "extrapolated to 40 steps" in out and "budget" not in out
 
 
 @pytest.mark.slow
@@ -351,6 +360,18 @@ def test_dry_run_reports_the_study_it_would_resume(
     assert studies_db.read_bytes() == before
     bad = _invoke("search", *args, "--sampler", "nope")
     assert bad.exit_code != 0 and "nope" in str(bad.exception)
+    budget = plan_search(  # a budget search: the limit is checked and reported
+        SearchRequest(
+            checkpoint=str(untrained_checkpoint),
+            storage=None,
+            target_size="50%",
+            finetune=FinetuneConfig(steps=0),
+            max_train=64,
+            device="cpu",
+        )
+    )
+    assert budget.budget is not None and "(50.0% of the unpruned network)" in budget.budget
+    assert budget.study == "new study, in memory" and budget.seconds["finetune"] == 0.0
 
 
 def test_metric_names_are_set_for_the_dashboard(tmp_path: Path) -> None:
@@ -368,3 +389,11 @@ def test_metric_names_are_set_for_the_dashboard(tmp_path: Path) -> None:
     )
     study, created = open_study(open_storage(str(tmp_path / "m.db")), "m", config=config)
     assert created and study.metric_names == ["val_accuracy", "size_mb"]
+
+
+def test_the_library_and_the_command_line_start_without_matplotlib() -> None:
+    code = (
+        "import sys, autoprune, autoprune.search.plot, autoprune_cli.main; "
+        "assert 'matplotlib' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
