@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from autoprune.errors import ConfigError
-from autoprune.search.study import SearchObserver
+
+with warnings.catch_warnings():  # Optuna imports tqdm.auto, which warns without ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from autoprune.search.study import SearchObserver
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
