@@ -395,7 +395,8 @@ def _print_plan(request: SearchRequest) -> None:
         f"written or trained\ndata: {plan.dataset}, {plan.train_images:,} training and "
         f"{plan.val_images:,} validation images; device {plan.device}; baseline: {plan.baseline}"
     )
-    console.print(groups_table(plan.groups))
+    space = "the default search space" if request.search_space is None else "the search space"
+    console.print(groups_table(plan.groups, space))
 
     def size(bits: int) -> str:
         return f"{bits / BITS_PER_MB:.4g} MB ({100 * bits / plan.quantized_size_bits:.1f} %)"

@@ -372,13 +372,14 @@ def prune_table(report: PruneReport) -> Table:
     return table
 
 
-def groups_table(report: GroupsReport) -> Table:
-    """One row per channel group: channels, its share of the quantized size, searched or not."""
+def groups_table(report: GroupsReport, space: str = "the default search space") -> Table:
+    """One row per channel group: channels, its share of the quantized size, searched or not
+    (by ``space``, as the caption names it)."""
     shape = "x".join(map(str, report.input_shape))
     table = Table(
         title=f"Channel groups of {report.model} ({report.quant}, input {shape}, "
         f"{report.size_bits / BITS_PER_MB:.4f} MB quantized)",
-        caption=f"the default search space ({len(report.searched)} groups) controls "
+        caption=f"{space} ({len(report.searched)} groups) controls "
         f"{100 * report.searched_share:.1f} % of the quantized size",
     )
     for column in ("group", "kind", "channels", "% of size", "searched"):

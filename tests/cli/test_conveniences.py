@@ -328,6 +328,7 @@ def test_dry_run_measures_the_size_range_and_a_trial_and_writes_nothing(
     assert "64 training and 143 validation images" in out
     for group in ("residual:conv1", "layers.0.0.conv1", "residual:layers.1.0"):
         assert group in out
+    assert "the default search space (4 groups) controls" in out
     # every group at 60 % is the uniform 0.6 network `autoprune prune` makes: measured alike
     pruned = prune_checkpoint(
         untrained_checkpoint, tmp_path / "p.pt", uniform=0.6, residual=True, criterion="l1"
