@@ -11,7 +11,7 @@ import math
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autoprune.errors import ConfigError
 from autoprune.search.record import TrialRecord, trial_ratios
@@ -52,6 +52,17 @@ def compact_ratios(params: dict[str, float]) -> str:
     return " ".join(f"{round(100 * value):d}" for value in params.values())
 
 
+def _accuracy_size_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials no other trial beats on both accuracy (higher) and size (smaller)."""
+    points = [(t, t.values[0], TrialRecord.from_trial(t).size_bits) for t in trials]
+    points = [(t, a, s) for t, a, s in points if s is not None]
+    return [
+        t
+        for t, a, s in points
+        if not any(a2 >= a and s2 <= s and (a2 > a or s2 < s) for _, a2, s2 in points)
+    ]
+
+
 def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFrame:
     """One row per complete trial (or per Pareto-optimal one), sorted by size.
 
@@ -61,11 +72,14 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     reference = study.user_attrs.get(REFERENCE_ATTR, {})
     quantized_bits = reference.get("quantized_size_bits")
     float_bits = reference.get("float_size_bits")
-    trials = (
-        study.best_trials
-        if pareto_only
-        else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    )
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not pareto_only:
+        trials = complete
+    elif len(study.directions) == 1:
+        # a budget search optimises accuracy alone; its front is still accuracy against size
+        trials = _accuracy_size_front(complete)
+    else:
+        trials = study.best_trials
     groups = group_names(study)
     rows = []
     for trial in trials:

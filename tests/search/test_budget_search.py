@@ -87,3 +87,21 @@ def test_sensitivity_warm_start_queues_labelled_points_once(tmp_path, target) ->
     assert len(again.study.trials) == len(session.study.trials)
     with pytest.raises(ConfigError, match="unknown warm start"):
         SearchSession(_request(warm_start="sensitive"))
+
+
+def test_the_front_of_a_budget_search_is_accuracy_against_size(tmp_path) -> None:
+    from autoprune.search.pareto import trials_frame
+
+    session = SearchSession(_request(storage=str(tmp_path / "f.db"), trials=4))
+    session.run()
+    every = trials_frame(session.study, pareto_only=False)
+    front = trials_frame(session.study)
+    assert len(every) == 4 and 1 <= len(front) <= 4
+    best = every["val_accuracy"].max()
+    assert best in set(front["val_accuracy"])
+    for _, row in every.iterrows():  # every trial off the front is beaten on both counts
+        if row["trial"] not in set(front["trial"]):
+            assert any(
+                f["val_accuracy"] >= row["val_accuracy"] and f["size_mb"] <= row["size_mb"]
+                for _, f in front.iterrows()
+            )

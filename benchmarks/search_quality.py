@@ -1,0 +1,278 @@
+"""Search quality at matched size: does the search beat every cheaper way to choose ratios?
+
+For one trained checkpoint (a *setting*) and one size target, every method picks per-group
+ratios whose network meets the target exactly (within one channel of it), then every network
+gets the same criterion, the same export recipe (a long, distilled fine-tune) and one score on
+the test split, which no method saw:
+
+- ``parent``: the unpruned network, given the export recipe too (the reference).
+- ``uniform``, ``global``, ``lamp``, ``greedy``: the search-free allocations of
+  ``autoprune.search.allocations`` (``greedy`` runs a sensitivity scan first).
+- ``gp``: the default search in budget mode (``target_size``), ``--trials`` trials; its best
+  trial by validation accuracy is exported. ``gp-warm``: the same with
+  ``warm_start="sensitivity"``.
+
+Every method's network is also scored after the search's own short fine-tune on the
+validation split (``short_val``), so the search's advantage in its own currency can be set
+against the one that survives the export recipe.
+
+The search space is the model's bundled one plus its residual groups (``residual: true``), for
+every method alike. Results are JSON lines in ``--out`` (one per setting, target, method),
+written as they finish; studies persist in ``--out/studies.db``, so a rerun resumes and the
+run spans sessions. ``--report`` only reads them and writes ``report.md``.
+
+    python benchmarks/search_quality.py --setting w2a2-fmnist --target 50% --trials 24
+    python benchmarks/search_quality.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from autoprune.config import FinetuneConfig
+from autoprune.device import tune_cpu_allocator
+from autoprune.metrics import measure
+from autoprune.search.allocations import ALLOCATIONS, AllocationContext, allocate
+from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.sensitivity import scan_sensitivity
+from autoprune.search.session import SearchRequest, SearchSession
+from autoprune.search.space import bundled_search_space_file
+from autoprune.train import evaluate
+
+SETTINGS = {
+    "w2a2-fmnist": "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt",
+    "bnn-fmnist": "benchmarks/checkpoints/resnet20-bnn-fmnist.pt",
+}
+DATA_DIR = "/usr/share/datasets/fashion-mnist"
+SEARCHES = ("gp", "gp-warm")
+METHODS = ("parent", *ALLOCATIONS.names(), *SEARCHES)
+EXPORT = FinetuneConfig(steps=400, lr=3e-4, warmup=0.05, bn_batches=16, distill=1.0)
+CRITERION = "angle-next"
+
+
+@dataclass(frozen=True)
+class Row:
+    setting: str
+    target: str
+    method: str
+    size_pct: float  # of the unpruned quantized network, measured on the pruned network
+    short_val: float  # after the search's short fine-tune, validation split
+    test: float  # after the export recipe, test split
+    seconds_choose: float  # choosing the ratios (search trials, sensitivity scan)
+    seconds_export: float
+    ratios: dict[str, float]
+    trials: int = 0
+    val_images: int = 0
+    test_images: int = 0
+
+
+def _key(setting: str, target: str, method: str) -> str:
+    return f"{setting}/{target}/{method}"
+
+
+def _load(path: Path) -> dict[str, Row]:
+    if not path.is_file():
+        return {}
+    rows = [Row(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return {_key(r.setting, r.target, r.method): r for r in rows}
+
+
+def _space_file(out: Path, model: str) -> Path:
+    """The bundled space plus every residual group, for every method alike."""
+    bundled = bundled_search_space_file(model)
+    path = out / f"space-{model}-residual.yaml"
+    text = bundled.read_text() if bundled else f"model: {model}\n"
+    path.write_text(text.rstrip("\n") + "\nresidual: true\n")
+    return path
+
+
+def _request(args: argparse.Namespace, space: Path, method: str, **extra) -> SearchRequest:
+    return SearchRequest(
+        checkpoint=SETTINGS[args.setting],
+        data_dir=DATA_DIR,
+        target_size=args.target,
+        trials=args.trials,
+        criterion=CRITERION,
+        search_space=str(space),
+        storage=str(Path(args.out) / "studies.db"),
+        study_name=f"{args.setting}-{args.target}-{method}-seed{args.seed}",
+        seed=args.seed,
+        **extra,
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "records.jsonl"
+    done = _load(log)
+    torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    space_path = _space_file(out, "resnet20")
+
+    started = time.perf_counter()
+    # the default search's session: its data, parent, space and budget serve every method
+    session = SearchSession(_request(args, space_path, "gp"))
+    print(f"session ready in {time.perf_counter() - started:.0f} s", flush=True)
+    parent, data, config = session.baseline, session.data, session.model_config
+    allocator = session.allocator
+    assert allocator is not None
+    unpruned = measure(parent, config.input_shape).size_bits
+    exporter = replace(session.evaluator, finetune_config=replace(EXPORT, steps=args.export_steps))
+    val_images = data.num_examples("val")
+    test_images = data.num_examples("test")
+
+    def finish(method: str, ratios: dict[str, float], short_val: float, chose: float, trials=0):
+        begun = time.perf_counter()
+        network, _ = exporter.build(ratios, seed=args.seed + 10_000)
+        test = evaluate(network, data, "test").accuracy
+        size = measure(network, config.input_shape).size_bits
+        row = Row(
+            args.setting,
+            args.target,
+            method,
+            100 * size / unpruned,
+            short_val,
+            test,
+            round(chose, 1),
+            round(time.perf_counter() - begun, 1),
+            ratios,
+            trials,
+            val_images,
+            test_images,
+        )
+        with log.open("a") as handle:
+            handle.write(json.dumps(asdict(row)) + "\n")
+        done[_key(args.setting, args.target, method)] = row
+        print(
+            f"{args.setting} {args.target} {method:>8s}: size {row.size_pct:5.2f} %  short val "
+            f"{100 * short_val:6.2f} %  export test {100 * test:6.2f} %  "
+            f"({row.seconds_choose:.0f} s + {row.seconds_export:.0f} s)",
+            flush=True,
+        )
+
+    def short_val(ratios: dict[str, float]) -> float:
+        return session.evaluator(ratios, seed=args.seed).val_accuracy
+
+    sensitivity_cache: list = []
+
+    def sensitivity():
+        if not sensitivity_cache:
+            begun = time.perf_counter()
+            table = scan_sensitivity(
+                parent,
+                data,
+                allocator.space,
+                criterion=CRITERION,
+                input_shape=config.input_shape,
+                calibration=session.evaluator.calibration(),
+                seed=args.seed,
+            )
+            sensitivity_cache.append((table, time.perf_counter() - begun))
+        return sensitivity_cache[0][0]
+
+    methods = args.methods.split(",") if args.methods else list(METHODS)
+    for method in methods:
+        if _key(args.setting, args.target, method) in done:
+            continue
+        begun = time.perf_counter()
+        if method == "parent":
+            ratios = dict.fromkeys(allocator.space.names, 0.0)
+            finish(method, ratios, short_val(ratios), 0.0)
+        elif method in ALLOCATIONS:
+            context = AllocationContext(parent, config.input_shape, allocator, sensitivity)
+            ratios = allocate(method, context)
+            chose = time.perf_counter() - begun
+            finish(method, ratios, short_val(ratios), chose)
+        elif method in SEARCHES:
+            searcher = session
+            if method == "gp-warm":
+                searcher = SearchSession(
+                    _request(args, space_path, method, warm_start="sensitivity")
+                )
+            searcher.run()
+            complete = [t for t in searcher.study.trials if t.state.name == "COMPLETE"]
+            best = max(complete, key=lambda t: (t.values[0], -t.number))
+            assert TrialRecord.from_trial(best).size_bits <= allocator.budget.limit
+            chose = sum(sum((TrialRecord.from_trial(t).seconds or {}).values()) for t in complete)
+            finish(method, trial_ratios(best), best.values[0], chose, trials=len(complete))
+        else:
+            raise SystemExit(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    report(out)
+
+
+def _standard_error(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+def report(out: Path) -> None:
+    rows = _load(out / "records.jsonl")
+    lines = [
+        "# Search quality at matched size",
+        "",
+        "Each network is pruned with the same criterion "
+        f"({CRITERION}), recovered by the same export recipe ({EXPORT.steps} distilled steps, "
+        f"lr {EXPORT.lr:g}) and scored once on the test split. `short val`: after the search's "
+        "own short fine-tune, on the validation split. `vs parent`: export test accuracy minus "
+        "the parent's (given the same export recipe). One seed per row.",
+        "",
+    ]
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows.values():
+        groups.setdefault((row.setting, row.target), []).append(row)
+    for (setting, target), found in sorted(groups.items()):
+        order = {m: i for i, m in enumerate(METHODS)}
+        found.sort(key=lambda r: order.get(r.method, 99))
+        parent = next((r for r in found if r.method == "parent"), None)
+        n_test = found[0].test_images
+        se = _standard_error(found[0].test, n_test)
+        lines += [
+            f"## {setting}, target size {target}",
+            "",
+            f"Test images: {n_test:,} (one standard error about {100 * se:.2f} pt); "
+            f"validation images: {found[0].val_images:,}.",
+            "",
+            "| method | size % | short val % | export test % | vs parent | trials | "
+            "seconds choosing | seconds export |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in found:
+            versus = f"{100 * (r.test - parent.test):+.2f}" if parent else ""
+            lines.append(
+                f"| {r.method} | {r.size_pct:.2f} | {100 * r.short_val:.2f} | "
+                f"{100 * r.test:.2f} | {versus} | {r.trials or ''} | {r.seconds_choose:.0f} | "
+                f"{r.seconds_export:.0f} |"
+            )
+        lines.append("")
+    text = "\n".join(lines)
+    (out / "report.md").write_text(text + "\n")
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="w2a2-fmnist")
+    parser.add_argument("--target", default="50%", help="size target, e.g. 50%% or 30%%")
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--methods", default="", help=f"comma-separated subset of {METHODS}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export-steps", type=int, default=EXPORT.steps)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/search_quality")
+    parser.add_argument("--report", action="store_true", help="only summarise the records")
+    args = parser.parse_args()
+    if args.report:
+        report(Path(args.out))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
