@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+import typer.testing
 from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
@@ -398,3 +399,20 @@ def test_the_library_and_the_command_line_start_without_matplotlib() -> None:
         "assert 'matplotlib' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_delete_in_a_terminal_asks_and_a_no_keeps_the_study(
+    studies_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(typer.testing._NamedTextIOWrapper, "isatty", lambda self: True)
+    kept = runner.invoke(
+        app, ["studies", "--storage", str(studies_db), "--delete", "a"], input="n\n"
+    )
+    assert kept.exit_code != 0 and "delete study a (6 complete trials)" in kept.output
+    storage = open_storage(str(studies_db))
+    assert sorted(optuna.get_all_study_names(storage)) == ["a", "b"]
+    gone = runner.invoke(
+        app, ["studies", "--storage", str(studies_db), "--delete", "a"], input="y\n"
+    )
+    assert gone.exit_code == 0, gone.output
+    assert optuna.get_all_study_names(storage) == ["b"]
