@@ -212,7 +212,11 @@ class LayerwiseSearch:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         alive = (TrialState.COMPLETE, TrialState.WAITING)
-        present = {t.params.get(group.name) for t in study.get_trials(deepcopy=False, states=alive)}
+        # a waiting trial's parameters are still the fixed ones enqueue_trial recorded
+        present = {
+            (t.params or t.system_attrs.get("fixed_params", {})).get(group.name)
+            for t in study.get_trials(deepcopy=False, states=alive)
+        }
         for ratio in probe_ratios(group, self.config.probes):
             if ratio not in present:
                 study.enqueue_trial(

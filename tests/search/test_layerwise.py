@@ -205,3 +205,44 @@ def test_residual_groups_and_a_data_driven_criterion(tmp_path: Path) -> None:
         torch.testing.assert_close(search_state[key], value)
     again = session.run_layerwise(_Recorder(stop_after=0))
     assert again.kept_channels == result.kept_channels
+
+
+def test_a_group_trial_left_running_by_an_interrupted_run_is_failed_and_its_probe_requeued(
+    tmp_path: Path,
+) -> None:
+    """Through Optuna's public ``study.tell`` (no private trial ids)."""
+    from autoprune.config import ModelConfig
+    from autoprune.data import load_dataset
+    from autoprune.models import build_model
+    from autoprune.search.layerwise import LayerwiseSearch
+    from autoprune.search.space import SearchSpace
+
+    data = load_dataset("digits", max_train=64)
+    model_config = ModelConfig.for_data("tiny_cnn", QuantSpec.from_bits(2), data)
+    storage = optuna.storages.InMemoryStorage()
+    group = GroupRange("features.3", 0.0, 0.5, 0.25)
+    search = LayerwiseSearch(
+        parent=optuna.create_study(storage=storage, study_name="p"),
+        storage=storage,
+        space=SearchSpace("tiny_cnn", (group,)),
+        baseline=build_model(model_config).eval(),
+        data=data,
+        model_config=model_config,
+        criterion="l1",
+        config=CONFIG,
+        sampler="random",
+        seed=0,
+        state_dir=tmp_path,
+    )
+    first = search._group_study(0, group)
+    interrupted = first.ask()  # the first probe, left running by a killed run
+    ratio = interrupted.suggest_float(group.name, group.low, group.high, step=group.step)
+    assert first.trials[0].state == TrialState.RUNNING
+    again = search._group_study(0, group)
+    assert again.trials[interrupted.number].state == TrialState.FAIL
+    assert len(again.get_trials(states=(TrialState.WAITING,))) == 2  # both probes queued
+    queued = {
+        again.ask().suggest_float(group.name, group.low, group.high, step=group.step)
+        for _ in range(2)
+    }
+    assert ratio in queued and len(queued) == 2
