@@ -36,7 +36,12 @@ from autoprune.search import (
 from autoprune.search.dryrun import plan_search
 from autoprune.search.pareto import best_under, parse_size_limit
 from autoprune.search.space import SearchSpace, bundled_search_space_file, format_search_space
-from autoprune.search.study import REFERENCE_ATTR, open_study
+from autoprune.search.study import (
+    LAYERWISE_PARENT_ATTR,
+    REFERENCE_ATTR,
+    delete_study,
+    open_study,
+)
 from autoprune_cli.main import app
 
 runner = CliRunner()
@@ -416,3 +421,15 @@ def test_delete_in_a_terminal_asks_and_a_no_keeps_the_study(
     )
     assert gone.exit_code == 0, gone.output
     assert optuna.get_all_study_names(storage) == ["b"]
+
+
+def test_delete_study_takes_a_layerwise_study_with_its_group_studies_only() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    for name, parent in (("p", None), ("p-g1", "p"), ("p-g2", "p"), ("q", None), ("q-g1", "q")):
+        study = optuna.create_study(storage=storage, study_name=name)
+        if parent is not None:
+            study.set_user_attr(LAYERWISE_PARENT_ATTR, parent)
+    with pytest.raises(ConfigError, match="one group of the layer-wise study 'q'"):
+        delete_study(storage, "q-g1")
+    assert sorted(delete_study(storage, "p")) == ["p", "p-g1", "p-g2"]
+    assert sorted(optuna.get_all_study_names(storage)) == ["q", "q-g1"]
