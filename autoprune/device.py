@@ -21,15 +21,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError as error:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available: use --device cpu")
+        raise ConfigError(
+            f"device {name!r} requested but CUDA is not available: pass `device='cpu'`"
+        )
     return device
 
 
 def training_memory_format(device: torch.device) -> torch.memory_format:
     """The layout conv nets run in on ``device``: channels-last (NHWC) on the CPU, where
     oneDNN's convolutions are faster in it (ResNet-20 trains 1.4x faster, float and quantized
-    alike; ``benchmarks/train_throughput.py --memory-format``); contiguous NCHW elsewhere, as
-    no GPU measurement says otherwise yet."""
+    alike; ``benchmarks/train_throughput.py``, its memory-format option); contiguous NCHW
+    elsewhere, as no GPU measurement says otherwise yet."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
@@ -53,10 +55,10 @@ def tune_cpu_allocator() -> bool:
     them on free, so every training step faults its activations in afresh, page by page. That
     cost grows with the number of tensors a step allocates, so fake quantization (one more
     tensor per quantized layer) paid it several times over: ResNet-20 W2A2 took 36,000 minor
-    page faults per step against 8,500 for float (measured; ``benchmarks/train_throughput.py
-    --allocator`` shows the effect on throughput). Raising the mmap threshold to its maximum
-    and the trim threshold to 1 GiB brings both to almost none; the price is that the process
-    keeps its peak heap.
+    page faults per step against 8,500 for float (measured; the allocator option of
+    ``benchmarks/train_throughput.py`` shows the effect on throughput). Raising the mmap
+    threshold to its maximum and the trim threshold to 1 GiB brings both to almost none; the
+    price is that the process keeps its peak heap.
 
     Process-wide and done once, so the library never calls it by itself: programs that train
     (the ``autoprune`` command, the benchmarks) call it at start. Skipped where the allocator

@@ -23,7 +23,7 @@ import autoprune
 from autoprune.config import DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device, tune_cpu_allocator
-from autoprune.errors import AutopruneError, UntrustedModelError
+from autoprune.errors import AutopruneError
 from autoprune.export import (
     DEFAULT_CRITERION,
     OnnxCheck,
@@ -58,6 +58,8 @@ from autoprune.search.storage import storage_file
 from autoprune.search.study import delete_study
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, train_checkpoint
+from autoprune_cli.choices import choices
+from autoprune_cli.flags import cli_message, parse_sampler_options
 from autoprune_cli.render import (
     LayerwiseObserver,
     RichSearchObserver,
@@ -115,7 +117,7 @@ AbitsOpt = Annotated[
 WeightsOpt = Annotated[
     str | None,
     typer.Option(
-        help="1-bit weights: bnn (sign) or xnor (sign times the output channel's mean |w|).",
+        help=f"1-bit weights: {choices('weights')}.",
         show_default="bnn",
     ),
 ]
@@ -128,10 +130,7 @@ EdgeBitsOpt = Annotated[
 ]
 DatasetOpt = Annotated[
     str,
-    typer.Option(
-        help="digits (no download), fashion-mnist, cifar10, imagefolder (--data-dir holding "
-        "train/<class>/ images, optionally val/ and test/), imagenet (same layout, 224 px)."
-    ),
+    typer.Option(help=f"{choices('dataset')}."),
 ]
 SearchDatasetOpt = Annotated[
     str | None,
@@ -143,8 +142,7 @@ SearchDatasetOpt = Annotated[
 AugmentOpt = Annotated[
     str | None,
     typer.Option(
-        help="Training augmentation: none, light (small padded random crop, flips where labels "
-        "allow), imagenet (random resized crop and flip; image folders).",
+        help=f"Training augmentation: {choices('augment')}.",
         show_default="light; imagefolder above 64 px and imagenet: imagenet",
     ),
 ]
@@ -214,13 +212,17 @@ def search(
             "of seconds per trial, then stop: no storage opened for writing, nothing trained.",
         ),
     ] = False,
-    sampler: Annotated[str, typer.Option(help="gp, tpe, random or botorch.")] = "gp",
+    sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
+    sampler_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A keyword option of the sampler, key=value with a JSON value (repeatable), "
+            "e.g. population_size=20 for nsga2, multivariate=false for tpe."
+        ),
+    ] = None,
     criterion: Annotated[
         str,
-        typer.Option(
-            help="Channel criterion: angle-next (the paper's), angle, distance-next, distance, "
-            "l1, taylor (first-order, on a few training batches), random."
-        ),
+        typer.Option(help=f"Channel criterion: {choices('criterion')}."),
     ] = "angle-next",
     finetune_steps: Annotated[int, typer.Option(min=0, help="Fine-tuning steps per trial.")] = 40,
     finetune_lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
@@ -267,10 +269,7 @@ def search(
     max_train: Annotated[int | None, typer.Option(hidden=True)] = None,
     method: Annotated[
         str,
-        typer.Option(
-            help="joint: all ratios at once (BO over every group); layerwise: the paper's "
-            "greedy method, one 1-D BO per group from the last to the first."
-        ),
+        typer.Option(help=f"{choices('method')}."),
     ] = "joint",
     evaluations: Annotated[
         int, typer.Option(min=2, help="layerwise: evaluations per group (3 probes first).")
@@ -309,6 +308,7 @@ def search(
         augment=augment,
         trials=trials,
         sampler=sampler,
+        sampler_options=parse_sampler_options(sampler, sampler_option),
         criterion=criterion,
         finetune=FinetuneConfig(
             steps=finetune_steps,
@@ -598,10 +598,8 @@ def train(
     lr: Annotated[
         float, typer.Option(help="Peak learning rate (e.g. 5e-3 for Adam, 0.1 for SGD).")
     ] = 5e-3,
-    optimizer: Annotated[str, typer.Option(help="adam, or sgd (momentum 0.9, Nesterov).")] = "adam",
-    schedule: Annotated[
-        str, typer.Option(help="cosine, or step (x0.1 at 50 % and 75 % of the steps).")
-    ] = "cosine",
+    optimizer: Annotated[str, typer.Option(help=f"{choices('optimizer')}.")] = "adam",
+    schedule: Annotated[str, typer.Option(help=f"{choices('schedule')}.")] = "cosine",
     warmup_epochs: Annotated[
         float, typer.Option(min=0, help="Linear learning-rate warmup, in epochs.")
     ] = 0.0,
@@ -859,8 +857,8 @@ def prune(
     criterion: Annotated[
         str,
         typer.Option(
-            help="Channel criterion: angle-next, angle, distance-next, distance, l1, random, "
-            "taylor (calibrates on the checkpoint's training data)."
+            help="Channel criterion: "
+            f"{choices('criterion', taylor='calibrates on the checkpoint training data')}."
         ),
     ] = DEFAULT_CRITERION,
     seed: Annotated[int, typer.Option(help="Seed of the random criterion.")] = 0,
@@ -933,13 +931,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except AutopruneError as error:
-        message = str(error)
-        if isinstance(error, UntrustedModelError):  # the library names its parameter, not ours
-            message = (
-                f"{error.source} was made from your own model {error.name!r}; autoprune imports "
-                f"code named in a file only when you name it too: pass --model {error.name} "
-                "(and add its folder to PYTHONPATH)"
-            )
+        message = cli_message(error, app)  # the library names its parameters, not our flags
         # soft_wrap: one line however long (lists of model names exceed the 160 columns)
         errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -412,7 +412,7 @@ def load_dataset(
     if image_size is not None and (image_size != native or arrays.train_images.shape[3] != native):
         raise ConfigError(
             f"dataset {name.lower()} has fixed {native}x{arrays.train_images.shape[3]} images "
-            f"but image size {image_size} was asked: drop --image-size (it applies to "
+            f"but image size {image_size} was asked: drop `image_size` (it applies to "
             "imagefolder and imagenet only)"
         )
 

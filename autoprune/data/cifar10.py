@@ -451,7 +451,7 @@ def load_cifar10(data_dir: Path | None = None, *, download: bool | None = None) 
         into = root if not root.is_file() else default_cache_dir() / "cifar10"
         return _load_pickle_dir(download_cifar10(into, url=CIFAR10_URL, md5=CIFAR10_MD5))
     raise DatasetNotFoundError(
-        f"cifar10 not found in {root}: pass --data-dir pointing at a folder with "
+        f"cifar10 not found in {root}: pass `data_dir` pointing at a folder with "
         f"{PICKLE_DIR}/ (the python batches), or with train/<class>/*.png|jpg and "
         "test/<class>/* image folders, or at a .tar.gz of either; "
         f"or set {DOWNLOAD_ENV}=1 to download it (about 170 MB) from {CIFAR10_URL}"

@@ -27,7 +27,7 @@ def load_digits(data_dir: Path | None = None) -> ImageArrays:
     if data_dir is not None and not data_dir.is_dir():
         raise DatasetNotFoundError(
             f"data folder {data_dir} does not exist: digits ships with scikit-learn and needs "
-            "no --data-dir, so leave it out (or pass --dataset for the data in that folder)"
+            "no `data_dir`, so leave it out (or pass `dataset` for the data in that folder)"
         )
     from sklearn.datasets import load_digits as sklearn_digits  # lazy: sklearn is slow to import
 

@@ -91,7 +91,7 @@ def load_fashion_mnist(data_dir: Path | None = None) -> ImageArrays:
         debian = f"`apt-get install dataset-fashion-mnist` (it installs into {DEBIAN_DIR})"
         if data_dir is None:
             raise DatasetNotFoundError(
-                f"fashion-mnist not found in {DEBIAN_DIR}: pass --data-dir with the four IDX "
+                f"fashion-mnist not found in {DEBIAN_DIR}: pass `data_dir` with the four IDX "
                 f"files ({files}), or {debian}"
             )
         problem = (
@@ -100,7 +100,7 @@ def load_fashion_mnist(data_dir: Path | None = None) -> ImageArrays:
             else f"fashion-mnist not found in {data_dir} or {data_dir / SUBDIR}"
         )
         raise DatasetNotFoundError(
-            f"{problem}: pass --data-dir pointing at the four IDX files ({files}), or leave "
+            f"{problem}: pass `data_dir` pointing at the four IDX files ({files}), or leave "
             f"it out to use {debian}"
         )
     logger.info("fashion-mnist: reading IDX files from %s", directory)

@@ -12,7 +12,7 @@ How the three splits are formed:
 * only ``test/``: validation is a seeded stratified ``val_fraction`` of ``train/``.
 * only ``val/`` (the ImageNet layout): ``val/`` becomes the test split — the held-out data a
   search never sees — and validation is a seeded stratified ``val_fraction`` of ``train/``.
-* neither: a fixed stratified 20 % of ``train/`` (seed 0, independent of ``--seed``) is the
+* neither: a fixed stratified 20 % of ``train/`` (seed 0, independent of ``seed``) is the
   test split, and validation is carved from the rest as above.
 
 Images are decoded with Pillow in ``RGB``, or in ``L`` when every sampled training image is
@@ -156,7 +156,7 @@ def scan_image_folder(root: Path) -> FolderScan:
     """Index ``root/train``, and ``root/val`` and ``root/test`` where present."""
     if not root.is_dir():
         raise DatasetNotFoundError(
-            f"image folder {root} does not exist: pass --data-dir pointing at a folder "
+            f"image folder {root} does not exist: pass `data_dir` pointing at a folder "
             "with train/<class>/ images"
         )
     if not (root / "train").is_dir():
@@ -573,19 +573,19 @@ class ImageFolderSource(StreamingSource):
         if self.env is None:
             if data_dir is None:
                 raise DatasetNotFoundError(
-                    f"{self.name} needs a folder: pass --data-dir pointing at a folder with "
+                    f"{self.name} needs a folder: pass `data_dir` pointing at a folder with "
                     "train/<class>/ images (and optionally val/<class>/, test/<class>/)"
                 )
             return data_dir  # scan_image_folder says what is wrong with it
         if not searched:
             raise DatasetNotFoundError(
-                f"{self.name} folder not given: pass --data-dir or set {self.env} to a folder "
+                f"{self.name} folder not given: pass `data_dir` or set {self.env} to a folder "
                 "with train/<class>/ and val/<class>/ images"
             )
         if len(searched) == 1:
             return searched[0]
         raise DatasetNotFoundError(
-            f"{self.name} not found in {', '.join(map(str, searched))}: pass --data-dir "
+            f"{self.name} not found in {', '.join(map(str, searched))}: pass `data_dir` "
             "pointing at a folder with train/<class>/ and val/<class>/ images, or leave it out "
             f"to use {self.env}"
         )

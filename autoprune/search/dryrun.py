@@ -1,4 +1,4 @@
-"""A search previewed, not run: what ``autoprune search --dry-run`` reports.
+"""A search previewed, not run: what a dry run of ``autoprune search`` reports.
 
 ``plan_search(request)`` checks the request as a search would (names, data, checkpoint, search
 space), then measures instead of searching: the groups and the size shares they control, the

@@ -1,13 +1,21 @@
-"""Optuna samplers by name, and the wrapper that lets many workers share one study.
+"""Optuna samplers by name, with keyword options, and the wrapper that lets many workers share
+one study.
 
-A new sampler is one registered factory ``(seed, n_startup_trials) -> sampler``. Running
-trials are accounted for by the samplers themselves: TPE lies about them (``constant_liar``),
-Optuna 5's GP sampler treats them as pending points (q-batch log-EHVI).
+A new sampler is one registered factory ``(seed, n_startup_trials, n_objectives, *, option=
+default, ...) -> sampler``: its keyword-only parameters are its options, which
+``create_sampler`` checks by name and type before calling it. Every sampler must work with one
+objective (validation accuracy under a budget) and with two (accuracy and cost):
+``tests/search/test_sampler_contracts.py`` holds each registered one to that. Running trials are
+accounted for by the samplers themselves: TPE lies about them (``constant_liar``), Optuna 5's GP
+sampler and BoTorch's treat them as pending points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,44 +27,249 @@ from autoprune.errors import ConfigError
 from autoprune.registry import Registry
 from autoprune.search.worker import params_key
 
-SamplerFactory = Callable[[int | None, int], optuna.samplers.BaseSampler]
+SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
 SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 
 
 @SAMPLERS.register("gp")
-def gp_sampler(seed: int | None, n_startup_trials: int) -> optuna.samplers.BaseSampler:
-    """Optuna's Gaussian-process sampler (Matern 5/2 kernel; EHVI for two objectives)."""
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+def gp_sampler(
+    seed: int | None,
+    n_startup_trials: int,
+    n_objectives: int,
+    *,
+    deterministic_objective: bool = False,
+) -> optuna.samplers.BaseSampler:
+    """Optuna's Gaussian-process sampler (Matern 5/2; log-EI for one objective, log-EHVI for
+    more). Fine-tuned accuracies are noisy, hence ``deterministic_objective`` off."""
+    return optuna.samplers.GPSampler(
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        deterministic_objective=deterministic_objective,
+    )
 
 
 @SAMPLERS.register("tpe")
-def tpe_sampler(seed: int | None, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+def tpe_sampler(
+    seed: int | None,
+    n_startup_trials: int,
+    n_objectives: int,
+    *,
+    multivariate: bool = True,
+    group: bool = False,
+    constant_liar: bool = True,
+    n_ei_candidates: int = 24,
+) -> optuna.samplers.BaseSampler:
+    """Optuna's tree-structured Parzen estimator (MOTPE for more than one objective)."""
     return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=n_startup_trials, multivariate=True, constant_liar=True
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        multivariate=multivariate,
+        group=group,
+        constant_liar=constant_liar,
+        n_ei_candidates=n_ei_candidates,
+    )
+
+
+@SAMPLERS.register("nsga2")
+def nsga2_sampler(
+    seed: int | None,
+    n_startup_trials: int,
+    n_objectives: int,
+    *,
+    population_size: int | None = None,
+    mutation_prob: float | None = None,
+    crossover_prob: float = 0.9,
+    swapping_prob: float = 0.5,
+) -> optuna.samplers.BaseSampler:
+    """Optuna's NSGA-II genetic algorithm. Its first generation is its random start-up, so the
+    population defaults to ``n_startup_trials`` (at least 2) rather than Optuna's 50."""
+    return optuna.samplers.NSGAIISampler(
+        seed=seed,
+        population_size=population_size or max(n_startup_trials, 2),
+        mutation_prob=mutation_prob,
+        crossover_prob=crossover_prob,
+        swapping_prob=swapping_prob,
     )
 
 
 @SAMPLERS.register("random")
-def random_sampler(seed: int | None, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+def random_sampler(
+    seed: int | None, n_startup_trials: int, n_objectives: int
+) -> optuna.samplers.BaseSampler:
+    """Uniform random points: the baseline every model-based sampler must beat."""
     return optuna.samplers.RandomSampler(seed=seed)
 
 
 @SAMPLERS.register("botorch")
-def botorch_sampler(seed: int | None, n_startup_trials: int) -> optuna.samplers.BaseSampler:
-    """BoTorch's qNEHVI through optuna-integration (the ``botorch`` extra)."""
+def botorch_sampler(
+    seed: int | None,
+    n_startup_trials: int,
+    n_objectives: int,
+    *,
+    consider_running_trials: bool = True,
+) -> optuna.samplers.BaseSampler:
+    """BoTorch through optuna-integration (the ``botorch`` extra): q-log-NEI for one objective,
+    q-log-NEHVI for more (both noise-aware, as fine-tuned accuracies are)."""
     try:
         from optuna_integration import BoTorchSampler
+        from optuna_integration.botorch import qnehvi_candidates_func
     except ImportError as error:
         raise ConfigError(
             "the botorch sampler needs extra packages: pip install 'autoprune[botorch]'"
         ) from error
-    return BoTorchSampler(seed=seed, n_startup_trials=n_startup_trials)
+    candidates = _log_nei_candidates if n_objectives == 1 else qnehvi_candidates_func
+    return BoTorchSampler(
+        candidates_func=_checked_objectives(candidates, n_objectives),
+        n_startup_trials=n_startup_trials,
+        consider_running_trials=consider_running_trials,
+        seed=seed,
+    )
+
+
+def _checked_objectives(candidates: Callable[..., Any], n_objectives: int) -> Callable[..., Any]:
+    """``candidates`` refusing a study whose objectives differ from those it was chosen for."""
+
+    def checked(train_x: Any, train_obj: Any, *rest: Any) -> Any:
+        if train_obj.size(-1) != n_objectives:
+            raise ConfigError(
+                f"the botorch sampler was made for {n_objectives} objective(s) but the study has "
+                f"{train_obj.size(-1)}: pass n_objectives={train_obj.size(-1)}"
+            )
+        return candidates(train_x, train_obj, *rest)
+
+    return checked
+
+
+def _log_nei_candidates(
+    train_x: Any, train_obj: Any, train_con: Any, bounds: Any, pending_x: Any
+) -> Any:
+    """One point maximising q-log-NEI (BoTorch's noisy expected improvement in log space) under
+    a GP fitted to the complete trials; ``pending_x`` (running trials) are integrated over.
+    Written like optuna-integration's ``qnei_candidates_func``, with the log variant that
+    BoTorch recommends (it does not vanish far from the incumbent)."""
+    import torch
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.acquisition.objective import GenericMCObjective
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+    from botorch.optim import optimize_acqf
+    from botorch.sampling import SobolQMCNormalSampler
+    from botorch.utils.transforms import normalize, unnormalize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    extra: dict[str, Any] = {}
+    train_y = train_obj
+    if train_con is not None:  # constraint c <= 0 is feasible, as in optuna-integration
+        train_y = torch.cat([train_obj, train_con], dim=-1)
+        extra["objective"] = GenericMCObjective(lambda z, x: z[..., 0])
+        extra["constraints"] = [
+            (lambda z, i=i: z[..., i]) for i in range(1, 1 + train_con.size(-1))
+        ]
+    train_x = normalize(train_x, bounds=bounds)
+    if pending_x is not None:
+        pending_x = normalize(pending_x, bounds=bounds)
+    model = SingleTaskGP(train_x, train_y, outcome_transform=Standardize(m=train_y.size(-1)))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    acquisition = qLogNoisyExpectedImprovement(
+        model=model,
+        X_baseline=train_x,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size((256,))),
+        X_pending=pending_x,
+        prune_baseline=True,
+        **extra,
+    )
+    unit = torch.zeros_like(bounds)
+    unit[1] = 1
+    candidates, _ = optimize_acqf(
+        acq_function=acquisition,
+        bounds=unit,
+        q=1,
+        num_restarts=10,
+        raw_samples=512,
+        options={"batch_limit": 5, "maxiter": 200},
+        sequential=True,
+    )
+    return unnormalize(candidates.detach(), bounds=bounds)
+
+
+def sampler_options(name: str) -> dict[str, Any]:
+    """The keyword options of the registered sampler ``name`` and their defaults."""
+    signature = inspect.signature(SAMPLERS.get(name))
+    return {
+        key: parameter.default
+        for key, parameter in signature.parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def check_sampler_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` for sampler ``name``, refused with a ConfigError naming an unknown option
+    (and the accepted ones) or a value of the wrong type. Values are checked for type only:
+    ranges are the sampler's own to refuse (``create_sampler`` turns its refusal into a
+    ConfigError)."""
+    options = dict(options or {})
+    accepted = sampler_options(name)
+    hints = typing.get_type_hints(SAMPLERS.get(name))
+    for key, value in options.items():
+        if key not in accepted:
+            listed = ", ".join(accepted) or "none"
+            raise ConfigError(
+                f"unknown option {key!r} of sampler {name!r}: check `sampler_options` "
+                f"(the {name} sampler accepts: {listed})"
+            )
+        if not _matches(hints.get(key, Any), value):
+            raise ConfigError(
+                f"option {key!r} of sampler {name!r} must be "
+                f"{_type_name(hints[key])}, got {value!r}: check `sampler_options`"
+            )
+    return options
 
 
 def create_sampler(
-    name: str, *, seed: int | None, n_startup_trials: int
+    name: str,
+    *,
+    seed: int | None,
+    n_startup_trials: int,
+    n_objectives: int = 2,
+    options: Mapping[str, Any] | None = None,
 ) -> optuna.samplers.BaseSampler:
-    return SAMPLERS.get(name)(seed, n_startup_trials)
+    """The registered sampler ``name`` with ``options`` checked (see ``check_sampler_options``)."""
+    factory, checked = SAMPLERS.get(name), check_sampler_options(name, options)
+    try:
+        return factory(seed, n_startup_trials, n_objectives, **checked)
+    except ValueError as error:  # Optuna's refusal of a value out of range
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(
+            f"sampler {name!r} refused its options {checked}: {error}; check `sampler_options`"
+        ) from error
+
+
+def _type_name(hint: Any) -> str:
+    names = [getattr(t, "__name__", str(t)) for t in _union_members(hint)]
+    return " or ".join("None" if n == "NoneType" else n for n in names)
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether ``value`` fits ``hint`` (a scalar type or a union of them): bools are not
+    numbers, ints are floats."""
+    for member in _union_members(hint):
+        if member is Any or (member is type(None) and value is None):
+            return True
+        if member in (int, float) and isinstance(value, bool):
+            continue
+        if member is float and isinstance(value, int | float):
+            return True
+        if isinstance(member, type) and isinstance(value, member):
+            return True
+    return False
 
 
 class DistinctSampler(optuna.samplers.BaseSampler):
@@ -66,21 +279,38 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     numbers are unique across workers, so workers draw distinct start-up points, and one
     worker alone is reproducible. A relative (model-based) proposal equal to a complete,
     running or queued trial's ratios is replaced by a random point no trial holds yet.
-    Queued trials (references, retries) keep their ratios without sampling.
+    Queued trials (references, retries) keep their ratios without sampling. ``n_objectives``
+    defaults to the study's number of directions.
     """
 
-    def __init__(self, name: str, *, seed: int | None, n_startup_trials: int) -> None:
-        self._factory = SAMPLERS.get(name)
+    def __init__(
+        self,
+        name: str,
+        *,
+        seed: int | None,
+        n_startup_trials: int,
+        n_objectives: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._name = name
+        self._options = check_sampler_options(name, options)  # refused before any trial
         self._seed = seed
         self._n_startup_trials = n_startup_trials
+        self._n_objectives = n_objectives
         self._current: tuple[int, optuna.samplers.BaseSampler] | None = None
 
     def _seed_for(self, number: int) -> int | None:
         return None if self._seed is None else (self._seed + number) % 2**32
 
-    def _inner(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+    def _inner(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         if self._current is None or self._current[0] != trial.number:
-            sampler = self._factory(self._seed_for(trial.number), self._n_startup_trials)
+            sampler = create_sampler(
+                self._name,
+                seed=self._seed_for(trial.number),
+                n_startup_trials=self._n_startup_trials,
+                n_objectives=self._n_objectives or len(study.directions),
+                options=self._options,
+            )
             self._current = (trial.number, sampler)
         return self._current[1]
 
@@ -89,14 +319,14 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     ) -> dict[str, BaseDistribution]:
         if trial.params or "fixed_params" in trial.system_attrs:
             return {}  # a queued point: nothing to sample (and no model to fit)
-        return self._inner(trial).infer_relative_search_space(study, trial)
+        return self._inner(study, trial).infer_relative_search_space(study, trial)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        params = self._inner(trial).sample_relative(study, trial, search_space)
+        params = self._inner(study, trial).sample_relative(study, trial, search_space)
         if not params or set(params) != set(search_space):
             return params
         states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -121,10 +351,11 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        return self._inner(trial).sample_independent(study, trial, param_name, param_distribution)
+        inner = self._inner(study, trial)
+        return inner.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner(trial).before_trial(study, trial)
+        self._inner(study, trial).before_trial(study, trial)
 
     def after_trial(
         self,
@@ -133,7 +364,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         state: TrialState,
         values: Any,
     ) -> None:
-        self._inner(trial).after_trial(study, trial, state, values)
+        self._inner(study, trial).after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         """Seeds are per trial already."""

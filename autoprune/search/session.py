@@ -47,7 +47,7 @@ from autoprune.search.budget import Budget, BudgetAllocator, CostModel
 from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
-from autoprune.search.samplers import SAMPLERS, DistinctSampler
+from autoprune.search.samplers import DistinctSampler, check_sampler_options
 from autoprune.search.sensitivity import (
     Sensitivity,
     budget_warm_start_shapes,
@@ -111,6 +111,8 @@ class SearchRequest:
     augment: str | None = None  # training augmentation (autoprune.data.AUGMENTATIONS)
     trials: int = 16
     sampler: str = "gp"
+    # keyword options of the sampler (see autoprune.search.samplers.sampler_options)
+    sampler_options: dict[str, Any] = field(default_factory=dict)
     criterion: str = "angle-next"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig | None = field(default_factory=TrainConfig)
@@ -356,7 +358,7 @@ class SearchSession:
             raise ConfigError(
                 f"unknown search method {request.method!r}: use one of {', '.join(METHODS)}"
             )
-        SAMPLERS.get(request.sampler)
+        check_sampler_options(request.sampler, request.sampler_options)
         CRITERIA.get(request.criterion)
         if request.target_size is not None and request.target_bops is not None:
             raise ConfigError("give target_size or target_bops, not both: a search has one budget")
@@ -505,6 +507,7 @@ class SearchSession:
             request.sampler,
             seed=request.seed,
             n_startup_trials=len(self.space.groups) // 2 + 6,
+            options=request.sampler_options,
         )  # the layer-wise method makes one sampler per group instead
 
     def _obtain_baseline(self, progress: Progress | None) -> None:

@@ -314,7 +314,7 @@ def load_search_space(
     if source is None:
         return generate_search_space(model_name, model, example_input, residual=residual)
     if not source.is_file():
-        raise ConfigError(f"search space file {source} not found: check the --search-space path")
+        raise ConfigError(f"search space file {source} not found: check the `search_space` path")
     space = parse_search_space(source.read_text(), str(source))
     if space.model and space.model.lower() != model_name.lower():
         raise ConfigError(

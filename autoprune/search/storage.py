@@ -132,7 +132,7 @@ def open_storage(
             if not folder.is_dir():
                 raise StorageError(
                     f"storage {spec}: folder {folder} does not exist; create it "
-                    "or pass another --storage"
+                    "or pass another `storage`"
                 )
         # several processes on one SQLite file take turns writing: wait for the lock rather
         # than fail with "database is locked" after SQLite's default 5 s

@@ -77,7 +77,7 @@ class LRSchedule:
         if not 0 <= self.warmup_steps <= self.total_steps:
             raise ConfigError(
                 f"warmup of {self.warmup_steps} steps does not fit in {self.total_steps} "
-                "training steps: lower --warmup-epochs"
+                "training steps: lower `warmup_epochs`"
             )
 
     def factor(self, step: int) -> float:
@@ -98,7 +98,7 @@ def resolve_precision(amp: str, device: torch.device) -> torch.dtype:
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return torch.float32
     if device.type != "cuda":
-        raise ConfigError("mixed precision needs a CUDA device: use --amp auto or --no-amp")
+        raise ConfigError("mixed precision needs a CUDA device: pass `amp='off'` on this device")
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
@@ -298,7 +298,7 @@ class Trainer:
                 if self.step >= stop:
                     break
             if self.step == before:
-                raise ConfigError("the training split is empty: check the dataset and --max-train")
+                raise ConfigError("the training split is empty: check the dataset and `max_train`")
         return losses
 
     def run_epoch(self, progress: Progress | None = None) -> float:

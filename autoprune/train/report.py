@@ -1,7 +1,7 @@
 """What a checkpoint holds: architecture and exact per-layer cost, pruning, recorded results.
 
 ``describe_checkpoint`` is what ``autoprune inspect`` shows; ``CheckpointReport.to_dict`` is
-its ``--json`` form (JSON types only).
+its JSON form (JSON types only).
 """
 
 from __future__ import annotations

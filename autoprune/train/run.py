@@ -141,7 +141,7 @@ def _resumable(
     path: Path, model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig
 ) -> dict[str, Any]:
     """The payload at ``path`` if it is this run's checkpoint; else a one-line refusal."""
-    fix = "pass --restart to start over, or choose another --out"
+    fix = "pass `resume='restart'` to start over, or choose another `path`"
     try:
         payload = read_checkpoint(path)
     except CheckpointError as error:
@@ -204,13 +204,15 @@ def train_checkpoint(
     if resume != "restart" and path.exists():
         payload = _resumable(path, model_config, data_config, train_config)
     elif resume == "require":
-        raise CheckpointError(f"nothing to resume: {path} does not exist; drop --resume")
+        raise CheckpointError(
+            f"nothing to resume: {path} does not exist; pass `resume='auto'` to start a new run"
+        )
     pretrained_from = None if pretrained is None else str(Path(pretrained).resolve())
     saved_from = payload["metadata"].get("pretrained") if payload is not None else None
     if payload is not None and pretrained is not None and saved_from != pretrained_from:
         raise ConfigError(
             f"{path} holds a training run that did not start from {pretrained}: pass "
-            "--restart to start over from it, or choose another --out"
+            "`resume='restart'` to start over from it, or choose another `path`"
         )
 
     torch.manual_seed(train_config.seed)
@@ -231,7 +233,7 @@ def train_checkpoint(
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(
                 f"{path} has an unusable training state ({type(error).__name__}): "
-                "pass --restart to start over, or choose another --out"
+                "pass `resume='restart'` to start over, or choose another `path`"
             ) from error
     epochs_resumed = len(history)
 

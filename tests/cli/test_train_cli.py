@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import autoprune
 from autoprune.train import TrainingInterrupted
+from autoprune_cli.flags import cli_message
 from autoprune_cli.main import app
 
 runner = CliRunner()
@@ -43,7 +44,7 @@ def test_train_prints_epochs_and_summary_then_reruns_as_done(tmp_path: Path) -> 
 
     changed = _train(out)  # adam / cosine / lr 5e-3 now
     assert changed.exit_code != 0
-    message = str(changed.exception)
+    message = cli_message(changed.exception, app)  # as main() prints it
     assert "train.lr 0.05 -> 0.005" in message and "--restart" in message
     restarted = _train(out, "--restart")
     assert restarted.exit_code == 0, restarted.output

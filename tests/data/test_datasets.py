@@ -139,7 +139,7 @@ def test_missing_fashion_mnist_explains_the_fix(tmp_path: Path) -> None:
         load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere")
     message = str(info.value)
     assert "nowhere" in message and "no-debian" in message and "\n" not in message
-    assert "--data-dir" in message and "apt-get install dataset-fashion-mnist" in message
+    assert "`data_dir`" in message and "apt-get install dataset-fashion-mnist" in message
 
 
 # --- digits ----------------------------------------------------------------------------------

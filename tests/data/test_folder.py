@@ -314,7 +314,7 @@ def test_missing_root_and_missing_train(tmp_path: Path) -> None:
     assert "nowhere" in one_line(info) and "does not exist" in str(info.value)
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("imagefolder")
-    assert "--data-dir" in one_line(info)
+    assert "`data_dir`" in one_line(info)
     (tmp_path / "val" / "cat").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("imagefolder", data_dir=tmp_path)
@@ -368,7 +368,7 @@ def test_corrupt_probe_image(tmp_path: Path) -> None:
 def test_options_for_in_memory_datasets() -> None:
     digits = load_dataset("digits", workers=3, image_size=8)  # workers ignored, size matches
     assert digits.image_size == 8 and digits.num_examples("test") == 359
-    with pytest.raises(ConfigError, match="drop --image-size"):
+    with pytest.raises(ConfigError, match="drop `image_size`"):
         load_dataset("digits", image_size=16)
     with pytest.raises(ConfigError):
         load_dataset("digits", workers=-1)

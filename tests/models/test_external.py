@@ -123,7 +123,7 @@ def test_checkpoint_rebuilds_the_users_model(user_module: str, tmp_path: Path) -
     torch.manual_seed(0)
     model = build_model(config).eval()
     path = save_checkpoint(tmp_path / "user.pt", model, config)
-    with pytest.raises(UntrustedModelError, match=f"pass model='{name}'"):
+    with pytest.raises(UntrustedModelError, match=f"pass `model='{name}'`"):
         autoprune.load(path)  # the file alone never makes autoprune import its model
     loaded = autoprune.load(path, model=name)
     x = torch.randn(3, 1, 8, 8)

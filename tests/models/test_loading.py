@@ -94,7 +94,7 @@ def test_factory_names_in_a_checkpoint_are_never_imported(
         lambda: describe_checkpoint(path),
         lambda: prune_checkpoint(path, tmp_path / "out.pt", uniform=0.5),
     ):
-        with pytest.raises(UntrustedModelError, match=f"pass model='{name}'"):
+        with pytest.raises(UntrustedModelError, match=f"pass `model='{name}'`"):
             read()
     assert (module in sys.modules) == was_loaded
     assert not (tmp_path / "out.pt").exists()

@@ -127,7 +127,8 @@ def test_a_different_config_is_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         train_checkpoint(path, MODEL, DATA_CONFIG, replace(one_epoch, lr=0.1), DATA, device=CPU)
     message = str(refused.value)
-    assert "train.lr 0.005 -> 0.1" in message and "--restart" in message and "--out" in message
+    assert "train.lr 0.005 -> 0.1" in message and "`resume='restart'`" in message
+    assert "another `path`" in message
     assert "\n" not in message
     other_model = ModelConfig.for_data("tiny_cnn", 1, DATA)
     with pytest.raises(ConfigError, match=r"model\.quant\.wbits 2 -> 1"):
@@ -147,12 +148,12 @@ def test_a_different_config_is_refused_with_the_fix(tmp_path: Path) -> None:
 def test_unresumable_files_are_refused(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match=r"corrupt.*--restart"):
+    with pytest.raises(CheckpointError, match=r"corrupt.*resume='restart'"):
         train_checkpoint(corrupt, MODEL, DATA_CONFIG, ADAM, DATA, device=CPU)
     plain = autoprune.checkpoint.save_checkpoint(tmp_path / "plain.pt", build_model(MODEL), MODEL)
-    with pytest.raises(CheckpointError, match=r"no resumable training run.*--restart"):
+    with pytest.raises(CheckpointError, match=r"no resumable training run.*resume='restart'"):
         train_checkpoint(plain, MODEL, DATA_CONFIG, ADAM, DATA, device=CPU)
-    with pytest.raises(CheckpointError, match=r"nothing to resume.*drop --resume"):
+    with pytest.raises(CheckpointError, match=r"nothing to resume.*resume='auto'"):
         train_checkpoint(
             tmp_path / "new.pt", MODEL, DATA_CONFIG, ADAM, DATA, device=CPU, resume="require"
         )
@@ -164,7 +165,7 @@ def test_invalid_training_options_fail_before_training() -> None:
         make_trainer(model, DATA, replace(ADAM, optimizer="sdg"), CPU)
     with pytest.raises(ConfigError, match="did you mean cosine"):
         make_trainer(model, DATA, replace(ADAM, schedule="cosin"), CPU)
-    with pytest.raises(ConfigError, match="lower --warmup-epochs"):
+    with pytest.raises(ConfigError, match="lower `warmup_epochs`"):
         make_trainer(model, DATA, replace(ADAM, warmup_epochs=5), CPU)
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         make_trainer(model, DATA, replace(ADAM, amp="on"), CPU)
