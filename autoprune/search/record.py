@@ -82,5 +82,5 @@ class TrialRecord:
 
 def trial_ratios(trial: FrozenTrial) -> dict[str, float]:
     """The per-group ratios a trial pruned with: its record's, else its parameters."""
-    ratios = trial.user_attrs.get("ratios")
+    ratios = TrialRecord.from_trial(trial).ratios
     return dict(ratios) if isinstance(ratios, dict) else dict(trial.params)
