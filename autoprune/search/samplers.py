@@ -107,90 +107,88 @@ def botorch_sampler(
     n_objectives: int,
     *,
     consider_running_trials: bool = True,
+    num_restarts: int = 10,
+    raw_samples: int = 512,
 ) -> optuna.samplers.BaseSampler:
     """BoTorch through optuna-integration (the ``botorch`` extra): q-log-NEI for one objective,
-    q-log-NEHVI for more (both noise-aware, as fine-tuned accuracies are)."""
+    q-log-NEHVI for more (both noise-aware, as fine-tuned accuracies are). ``num_restarts``
+    and ``raw_samples`` size the acquisition optimiser (fewer: faster, coarser proposals)."""
     try:
         from optuna_integration import BoTorchSampler
-        from optuna_integration.botorch import qnehvi_candidates_func
     except ImportError as error:
         raise ConfigError(
             "the botorch sampler needs extra packages: pip install 'autoprune[botorch]'"
         ) from error
-    candidates = _log_nei_candidates if n_objectives == 1 else qnehvi_candidates_func
     return BoTorchSampler(
-        candidates_func=_checked_objectives(candidates, n_objectives),
+        candidates_func=_LogNoisyCandidates(n_objectives, num_restarts, raw_samples),
         n_startup_trials=n_startup_trials,
         consider_running_trials=consider_running_trials,
         seed=seed,
     )
 
 
-def _checked_objectives(candidates: Callable[..., Any], n_objectives: int) -> Callable[..., Any]:
-    """``candidates`` refusing a study whose objectives differ from those it was chosen for."""
+class _LogNoisyCandidates:
+    """BoTorchSampler's ``candidates_func``: one point maximising q-log-NEI (one objective) or
+    q-log-NEHVI (several) under a GP fitted to the complete trials, running trials
+    (``pending_x``) integrated over. Written after optuna-integration's ``qnei``/``qnehvi``
+    candidate functions, with the log variants BoTorch recommends (they do not vanish far from
+    the incumbent) and the optimiser's size as parameters."""
 
-    def checked(train_x: Any, train_obj: Any, *rest: Any) -> Any:
-        if train_obj.size(-1) != n_objectives:
+    def __init__(self, n_objectives: int, num_restarts: int, raw_samples: int) -> None:
+        self.n_objectives = n_objectives
+        self.num_restarts, self.raw_samples = num_restarts, raw_samples
+
+    def __call__(
+        self, train_x: Any, train_obj: Any, train_con: Any, bounds: Any, pending_x: Any
+    ) -> Any:
+        import torch
+        from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+        from botorch.acquisition.multi_objective.logei import (
+            qLogNoisyExpectedHypervolumeImprovement,
+        )
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+        from botorch.optim import optimize_acqf
+        from botorch.sampling import SobolQMCNormalSampler
+        from botorch.utils.transforms import normalize, unnormalize
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        if train_obj.size(-1) != self.n_objectives:
             raise ConfigError(
-                f"the botorch sampler was made for {n_objectives} objective(s) but the study has "
-                f"{train_obj.size(-1)}: pass n_objectives={train_obj.size(-1)}"
+                f"the botorch sampler was made for {self.n_objectives} objective(s) but the "
+                f"study has {train_obj.size(-1)}: pass n_objectives={train_obj.size(-1)}"
             )
-        return candidates(train_x, train_obj, *rest)
-
-    return checked
-
-
-def _log_nei_candidates(
-    train_x: Any, train_obj: Any, train_con: Any, bounds: Any, pending_x: Any
-) -> Any:
-    """One point maximising q-log-NEI (BoTorch's noisy expected improvement in log space) under
-    a GP fitted to the complete trials; ``pending_x`` (running trials) are integrated over.
-    Written like optuna-integration's ``qnei_candidates_func``, with the log variant that
-    BoTorch recommends (it does not vanish far from the incumbent)."""
-    import torch
-    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-    from botorch.acquisition.objective import GenericMCObjective
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from botorch.models.transforms.outcome import Standardize
-    from botorch.optim import optimize_acqf
-    from botorch.sampling import SobolQMCNormalSampler
-    from botorch.utils.transforms import normalize, unnormalize
-    from gpytorch.mlls import ExactMarginalLogLikelihood
-
-    extra: dict[str, Any] = {}
-    train_y = train_obj
-    if train_con is not None:  # constraint c <= 0 is feasible, as in optuna-integration
-        train_y = torch.cat([train_obj, train_con], dim=-1)
-        extra["objective"] = GenericMCObjective(lambda z, x: z[..., 0])
-        extra["constraints"] = [
-            (lambda z, i=i: z[..., i]) for i in range(1, 1 + train_con.size(-1))
-        ]
-    train_x = normalize(train_x, bounds=bounds)
-    if pending_x is not None:
-        pending_x = normalize(pending_x, bounds=bounds)
-    model = SingleTaskGP(train_x, train_y, outcome_transform=Standardize(m=train_y.size(-1)))
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    acquisition = qLogNoisyExpectedImprovement(
-        model=model,
-        X_baseline=train_x,
-        sampler=SobolQMCNormalSampler(sample_shape=torch.Size((256,))),
-        X_pending=pending_x,
-        prune_baseline=True,
-        **extra,
-    )
-    unit = torch.zeros_like(bounds)
-    unit[1] = 1
-    candidates, _ = optimize_acqf(
-        acq_function=acquisition,
-        bounds=unit,
-        q=1,
-        num_restarts=10,
-        raw_samples=512,
-        options={"batch_limit": 5, "maxiter": 200},
-        sequential=True,
-    )
-    return unnormalize(candidates.detach(), bounds=bounds)
+        if train_con is not None:
+            raise ConfigError("the botorch sampler does not take constraints")
+        train_x = normalize(train_x, bounds=bounds)
+        if pending_x is not None:
+            pending_x = normalize(pending_x, bounds=bounds)
+        model = SingleTaskGP(
+            train_x, train_obj, outcome_transform=Standardize(m=train_obj.size(-1))
+        )
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size((256,)))
+        common = {"model": model, "X_baseline": train_x, "sampler": sampler, "X_pending": pending_x}
+        if self.n_objectives == 1:
+            acquisition: Any = qLogNoisyExpectedImprovement(prune_baseline=True, **common)
+        else:  # reference point just below the worst observed values, as optuna-integration
+            reference = (train_obj.min(dim=0).values - 1e-8).tolist()
+            acquisition = qLogNoisyExpectedHypervolumeImprovement(
+                ref_point=reference, prune_baseline=True, **common
+            )
+        unit = torch.zeros_like(bounds)
+        unit[1] = 1
+        candidates, _ = optimize_acqf(
+            acq_function=acquisition,
+            bounds=unit,
+            q=1,
+            num_restarts=self.num_restarts,
+            raw_samples=self.raw_samples,
+            options={"batch_limit": 5, "maxiter": 200},
+            sequential=True,
+        )
+        return unnormalize(candidates.detach(), bounds=bounds)
 
 
 def sampler_options(name: str) -> dict[str, Any]:
