@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from autoprune.config import DataConfig, FinetuneConfig, LayerwiseConfig, ModelConfig, TrainConfig
+from autoprune.config import (
+    EXPORT_FINETUNE,
+    DataConfig,
+    FinetuneConfig,
+    LayerwiseConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from autoprune.errors import ConfigError
 from autoprune.metrics import ModelCost, measure
 from autoprune.models import ModelSource, build_model, create_model, load
@@ -348,15 +355,27 @@ class SearchResult:
             return load(path, model=self._model_source())
 
     def export(
-        self, trial: int | FrozenTrial, path: str | Path, *, data_dir: str | None = None
+        self,
+        trial: int | FrozenTrial,
+        path: str | Path,
+        *,
+        data_dir: str | None = None,
+        finetune: FinetuneConfig | None = EXPORT_FINETUNE,
+        epochs: float | None = None,
     ) -> ExportedTrial:
-        """Rebuild trial ``trial``'s network, evaluate it on the validation and test splits
-        and save it physically smaller at ``path`` (``autoprune.load`` reads it)."""
-        found = self.trial(trial)
-        if self._in_memory_data():
-            return self._export_in_memory(found, path)
+        """Rebuild trial ``trial``'s network, recover it with ``finetune``, evaluate it on the
+        validation and test splits and save it physically smaller at ``path``
+        (``autoprune.load`` reads it).
+
+        ``finetune``: by default the export recipe (``autoprune.config.EXPORT_FINETUNE``:
+        longer than a trial's fine-tune, distilled from the unpruned parent); None replays the
+        trial's own fine-tune (the network ``build`` returns). ``epochs``: the recipe's length
+        in epochs of the training split instead of its steps.
+        """
         from autoprune.search.export import export_trial as export_study_trial
 
+        found = self.trial(trial)
+        in_memory = self._in_memory_data()
         return export_study_trial(
             self.study,
             found.number,
@@ -364,46 +383,10 @@ class SearchResult:
             data_dir=data_dir or self.data_dir,
             device=self.device,
             model=self._model_source(),
-        )
-
-    def _export_in_memory(self, trial: FrozenTrial, path: str | Path) -> ExportedTrial:
-        """``export`` for a study of data held in memory, which a storage cannot reload."""
-        from autoprune.checkpoint import save_checkpoint
-        from autoprune.paths import check_output
-        from autoprune.preprocess import preprocess_of
-        from autoprune.search.export import ExportedTrial
-        from autoprune.search.record import trial_ratios
-        from autoprune.train import evaluate
-
-        assert self.session is not None
-        out = check_output(path, what="exported checkpoint")
-        network, kept = self._build(trial)
-        data, config = self.session.data, self.session.model_config
-        val, test = evaluate(network, data, "val"), evaluate(network, data, "test")
-        cost = measure(network, config.input_shape)
-        save_checkpoint(
-            out,
-            network,
-            config,
-            kept_channels=kept,
-            metadata={
-                "study": self.study.study_name,
-                "trial": trial.number,
-                "ratios": trial_ratios(trial),
-                "val_accuracy": val.accuracy,
-                "test_accuracy": test.accuracy,
-            },
-            preprocess=preprocess_of(data),
-        )
-        return ExportedTrial(
-            path=Path(out),
-            trial=trial.number,
-            kept_channels=kept,
-            size_bits=cost.size_bits,
-            params=cost.params,
-            val_accuracy=val.accuracy,
-            searched_val_accuracy=trial.values[0],
-            test_accuracy=test.accuracy,
+            finetune=finetune,
+            epochs=epochs,
+            data=self.session.data if in_memory and self.session else None,
+            baseline=self.session.baseline if in_memory and self.session else None,
         )
 
 
@@ -566,14 +549,18 @@ def export_trial(
     model: ModelSource = None,
     data_dir: str | None = None,
     device: str = "auto",
+    finetune: FinetuneConfig | None = EXPORT_FINETUNE,
+    epochs: float | None = None,
 ) -> ExportedTrial:
     """Export trial ``trial`` of a search (a ``SearchResult``, an Optuna study, or a storage
-    holding ``study``) as a physically smaller checkpoint at ``out``: the network is rebuilt
-    as the search built it, evaluated and saved (``SearchResult.export``)."""
+    holding ``study``) as a physically smaller checkpoint at ``out``: the network is pruned
+    as the search pruned it, recovered by ``finetune`` (default: the export recipe; None: the
+    trial's own fine-tune; ``epochs`` sets its length in epochs of the training split),
+    evaluated and saved (``SearchResult.export``)."""
     if isinstance(source, SearchResult):
         result = source
     elif source is not None and type(source).__name__ == "Study":
         result = SearchResult(source, model=model, data_dir=data_dir, device=device)  # type: ignore[arg-type]
     else:
         result = load_search(source, study, model=model, data_dir=data_dir, device=device)  # type: ignore[arg-type]
-    return result.export(trial, out, data_dir=data_dir)
+    return result.export(trial, out, data_dir=data_dir, finetune=finetune, epochs=epochs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 import autoprune
-from autoprune.config import DataConfig, ModelConfig, TrainConfig
+from autoprune.config import EXPORT_FINETUNE, DataConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device, tune_cpu_allocator
 from autoprune.errors import AutopruneError
@@ -212,6 +213,26 @@ def search(
             "of seconds per trial, then stop: no storage opened for writing, nothing trained.",
         ),
     ] = False,
+    target_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Budget search: every trial's network at most this quantized size, as a "
+            "percentage of the unpruned network (50%) or megabytes (0.1); one objective, accuracy."
+        ),
+    ] = None,
+    target_bops: Annotated[
+        str | None,
+        typer.Option(
+            help="Budget search on BOPs: a percentage of the unpruned network (40%) or a count."
+        ),
+    ] = None,
+    warm_start: Annotated[
+        str | None,
+        typer.Option(
+            help="sensitivity: scan each group pruned alone (no fine-tune) and queue the "
+            "greedy allocations derived from it as the first trials."
+        ),
+    ] = None,
     sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
     sampler_option: Annotated[
         list[str] | None,
@@ -328,6 +349,9 @@ def search(
         seed=seed,
         max_train=max_train,
         method=method,
+        target_size=target_size,
+        target_bops=target_bops,
+        warm_start=warm_start,
         layerwise=LayerwiseConfig(
             evaluations=evaluations,
             probes=min(3, evaluations),
@@ -794,8 +818,26 @@ def export(
     device: DeviceOpt = "auto",
     onnx: OnnxOpt = None,
     model: TrustModelOpt = None,
+    finetune_steps: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Steps of the export recipe (distilled from the unpruned network)."
+        ),
+    ] = EXPORT_FINETUNE.steps,
+    epochs: Annotated[
+        float | None,
+        typer.Option(help="Length of the export recipe in epochs of the training split instead."),
+    ] = None,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay", help="Replay the trial's own short fine-tune (its search accuracy) instead."
+        ),
+    ] = False,
 ) -> None:
-    """Rebuild a trial's pruned, fine-tuned network and save it physically smaller."""
+    """Rebuild a trial's pruned network, recover it with the export recipe (longer than a
+    trial's fine-tune, distilled from the unpruned network) and save it physically smaller;
+    the test split is scored once, here."""
     if onnx is not None:
         require_onnx()  # before the rebuild, not after it
     _require_existing(storage)
@@ -803,13 +845,24 @@ def export(
     check_output(out, inputs=study_file, what="--out")
     if onnx is not None:
         check_output(onnx, inputs={**study_file, "the --out file": out}, what="--onnx")
+    recipe = None if replay else replace(EXPORT_FINETUNE, steps=finetune_steps)
     result = autoprune.export_trial(
-        storage, trial, out, study=study, data_dir=data_dir, device=device, model=model
+        storage,
+        trial,
+        out,
+        study=study,
+        data_dir=data_dir,
+        device=device,
+        model=model,
+        finetune=recipe,
+        epochs=None if replay else epochs,
     )
+    how = "its own fine-tune replayed" if replay else f"{result.finetune_steps} export steps"
     console.print(
         f"wrote {result.path}: trial {result.trial}, {result.params:,} parameters, "
-        f"{result.size_bits / BITS_PER_MB:.4f} MB; val acc {100 * result.val_accuracy:.2f} % "
-        f"(search measured {100 * result.searched_val_accuracy:.2f} %), "
+        f"{result.size_bits / BITS_PER_MB:.4f} MB; after {how}: val acc "
+        f"{100 * result.val_accuracy:.2f} % (the search measured "
+        f"{100 * result.searched_val_accuracy:.2f} % after its fine-tune), "
         f"test acc {100 * result.test_accuracy:.2f} %"
     )
     if onnx is not None:

@@ -163,7 +163,7 @@ def test_best_under_a_target_size(searched: dict) -> None:
 
 def test_export_of_in_memory_data_reloads_as_searched(searched: dict, tmp_path: Path) -> None:
     result, data = searched["result"], searched["data"]
-    exported = result.export(3, tmp_path / "small.pt")
+    exported = result.export(3, tmp_path / "small.pt", finetune=None)  # the trial's replayed
     assert exported.val_accuracy == exported.searched_val_accuracy == result.trial(3).values[0]
     network = autoprune.load(tmp_path / "small.pt", model=searched["model"])
     assert evaluate(network, data, "val").accuracy == exported.val_accuracy

@@ -1,20 +1,26 @@
 """Export a trial of a study as a physically smaller checkpoint.
 
-A joint-search trial's candidate is rebuilt exactly as the search built it (same baseline,
-criterion, ratios, fine-tuning budget and seed); a layer-wise trial's network was saved by the
-search and is read back. Either is saved with its kept channels per group, so
-``autoprune.load`` returns the pruned network.
+A joint-search trial's candidate is pruned exactly as the search pruned it (same baseline,
+criterion, ratios and seed), then recovered by the export recipe (``EXPORT_FINETUNE``: longer
+than a trial's fine-tune, distilled from the unpruned parent, at a low rate) or, with
+``finetune=None``, by the trial's own fine-tune replayed, which reproduces the accuracy the
+search measured. A layer-wise trial's network was saved by the search and is read back (the
+recipe then continues from it). Either is saved with its kept channels per group, so
+``autoprune.load`` returns the pruned network. The test split is scored once, here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from autoprune.checkpoint import save_checkpoint
+from autoprune.config import EXPORT_FINETUNE, FinetuneConfig, require_number
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
@@ -22,7 +28,7 @@ from autoprune.metrics import measure
 from autoprune.models import ModelSource, allow_source, load_checkpoint
 from autoprune.paths import check_output
 from autoprune.preprocess import preprocess_of
-from autoprune.search.objective import CandidateEvaluator
+from autoprune.search.objective import CandidateEvaluator, recover
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.study import BASELINE_PATH_ATTR, run_config_of
 from autoprune.train import evaluate
@@ -41,6 +47,7 @@ class ExportedTrial:
     val_accuracy: float
     searched_val_accuracy: float
     test_accuracy: float
+    finetune_steps: int = 0  # of the recipe applied (the trial's own when replayed)
 
 
 def export_trial(
@@ -51,11 +58,18 @@ def export_trial(
     data_dir: str | None = None,
     device: str = "auto",
     model: ModelSource = None,
+    finetune: FinetuneConfig | None = EXPORT_FINETUNE,
+    epochs: float | None = None,
+    data: Any = None,
+    baseline: Any = None,
 ) -> ExportedTrial:
-    """Rebuild trial ``trial_number``'s network and save it at ``out``.
+    """Rebuild trial ``trial_number``'s network, recover it with ``finetune`` (None: the
+    trial's own fine-tune, replayed) and save it at ``out``.
 
     ``model`` allows a study of a user-defined architecture (see
-    ``autoprune.models.load_checkpoint``).
+    ``autoprune.models.load_checkpoint``). ``data`` and ``baseline``: the loaded data and the
+    unpruned network, for a study whose data a storage cannot reload (held in memory).
+    ``epochs``: the recipe's length in epochs of the training split instead of its steps.
     """
     config = run_config_of(study)  # a study from an older autoprune is read upgraded
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -67,7 +81,7 @@ def export_trial(
             f"{', '.join(map(str, complete)) or 'none'} (see `autoprune pareto`)"
         )
     baseline_path = study.user_attrs.get(BASELINE_PATH_ATTR)
-    if not baseline_path or not Path(baseline_path).is_file():
+    if baseline is None and (not baseline_path or not Path(baseline_path).is_file()):
         raise CheckpointError(
             f"the study's baseline {baseline_path} is gone: rerun the study's search (with its "
             "number of trials) to rebuild it"
@@ -89,21 +103,40 @@ def export_trial(
     data_config = config.data
     if data_dir is None:  # the folder the search read its images from
         data_dir = study.user_attrs.get(DATA_DIR_ATTR)
-    data = load_dataset(
-        data_config.name,
-        data_dir=data_dir,
-        val_fraction=data_config.val_fraction,
-        seed=data_config.seed,
-        device=resolved,
-        max_train=data_config.max_train,
-        image_size=model_config.image_size,  # a streaming dataset is rebuilt at the searched size
-        augment=data_config.augment,
-    )
-    if data_config.content is not None and getattr(data, "identity", None) != data_config.content:
+    reloaded = data is None  # data handed over is the caller's to vouch for
+    if data is None:
+        data = load_dataset(
+            data_config.name,
+            data_dir=data_dir,
+            val_fraction=data_config.val_fraction,
+            seed=data_config.seed,
+            device=resolved,
+            max_train=data_config.max_train,
+            image_size=model_config.image_size,  # a streaming dataset: rebuilt at its size
+            augment=data_config.augment,
+        )
+    if (
+        reloaded
+        and data_config.content is not None
+        and getattr(data, "identity", None) != data_config.content
+    ):
         raise ConfigError(
             f"the images in {data_dir or 'the data folder'} differ from those study "
             f"{study.study_name!r} searched: pass the data folder (data_dir) it was run with"
         )
+    if finetune is not None and epochs is not None:
+        require_number("export epochs", epochs, low=0.0, strict=True)
+        per_epoch = math.ceil(data.num_examples("train") / finetune.batch_size)
+        finetune = replace(finetune, steps=max(1, round(epochs * per_epoch)))
+    if baseline is None:
+        baseline = load_checkpoint(
+            baseline_path,
+            model=model_config.source,
+            device=resolved,
+            what=f"baseline {baseline_path}",
+        ).model
+    baseline = baseline.eval()
+    seed = config.search.seed + trial.number
     if saved is not None:
         loaded = load_checkpoint(
             saved,
@@ -112,17 +145,15 @@ def export_trial(
             what=f"trial {trial_number}'s network {saved}",
         )
         network, kept = loaded.model, loaded.kept_channels
+        if finetune is not None:
+            recover(finetune, network, data, teacher=baseline, seed=seed)
+        steps = 0 if finetune is None else finetune.steps
     else:
-        baseline = load_checkpoint(
-            baseline_path,
-            model=model_config.source,
-            device=resolved,
-            what=f"baseline {baseline_path}",
-        ).model
-        evaluator = CandidateEvaluator.for_run(
-            config, baseline.eval(), data, model_config=model_config
-        )
-        network, kept = evaluator.build(trial_ratios(trial), seed=config.search.seed + trial.number)
+        evaluator = CandidateEvaluator.for_run(config, baseline, data, model_config=model_config)
+        if finetune is not None:
+            evaluator = replace(evaluator, finetune_config=finetune)
+        network, kept = evaluator.build(trial_ratios(trial), seed=seed)
+        steps = evaluator.finetune_config.steps
     val, test = evaluate(network, data, "val"), evaluate(network, data, "test")
     cost = measure(network, model_config.input_shape)
     save_checkpoint(
@@ -136,6 +167,7 @@ def export_trial(
             "ratios": trial_ratios(trial),
             "val_accuracy": val.accuracy,
             "test_accuracy": test.accuracy,
+            "finetune": None if finetune is None else finetune.to_dict(),
         },
         preprocess=preprocess_of(data),
     )
@@ -148,4 +180,5 @@ def export_trial(
         val_accuracy=val.accuracy,
         searched_val_accuracy=trial.values[0],
         test_accuracy=test.accuracy,
+        finetune_steps=steps,
     )

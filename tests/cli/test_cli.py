@@ -81,7 +81,9 @@ def test_pareto_output_parses_back(tmp_path: Path) -> None:
     assert len(records) == 4 and {r["trial"] for r in records} == {0, 1, 2, 3}
 
     exported = tmp_path / "trial2.pt"
-    result = _invoke("export", "--storage", storage, "--trial", "2", "--out", str(exported))
+    result = _invoke(
+        "export", "--storage", storage, "--trial", "2", "--out", str(exported), "--replay"
+    )
     assert result.exit_code == 0, result.output
     pruned = autoprune.load(exported)
     unpruned = autoprune.create_model("tiny_resnet", bits=2, in_channels=1)
@@ -91,7 +93,22 @@ def test_pareto_output_parses_back(tmp_path: Path) -> None:
     assert pruned(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     # rebuilt deterministically: the same validation accuracy as the search measured
     record = next(r for r in records if r["trial"] == 2)
-    assert f"val acc {100 * record['val_accuracy']:.2f} %" in result.output
+    assert f"val acc {100 * record['val_accuracy']:.2f} %" in " ".join(result.output.split())
+    # by default the export recipe recovers it: longer and distilled, scored on test once
+    recipe = _invoke(
+        "export",
+        "--storage",
+        storage,
+        "--trial",
+        "2",
+        "--out",
+        str(tmp_path / "long.pt"),
+        "--finetune-steps",
+        "7",
+    )
+    assert recipe.exit_code == 0, recipe.output
+    assert "after 7 export steps" in " ".join(recipe.output.split())
+    assert autoprune.load(tmp_path / "long.pt").state_dict().keys() == pruned.state_dict().keys()
     missing = _invoke("export", "--storage", storage, "--trial", "99", "--out", str(exported))
     assert "no complete trial 99" in str(missing.exception)
 
