@@ -111,6 +111,12 @@ CASES = [
     C(f"{LAYERWISE} --alpha -1", "layerwise alpha must be a finite number >= 0"),
     # search: names
     C(f"{SEARCH} --sampler gpp", "unknown sampler"),
+    C(
+        f"{SEARCH} --sampler nsga2 --sampler-option populaton_size=20",
+        "unknown option 'populaton_size' of sampler 'nsga2': check --sampler-option",
+    ),
+    C(f"{SEARCH} --sampler-option deterministic_objective", "is not key=value"),
+    C(f"{SEARCH} --sampler tpe --sampler-option multivariate=2", "must be bool, got 2"),
     C(f"{SEARCH} --criterion angel-next", "angle-next"),
     C(f"{SEARCH} --method greedy", "unknown search method 'greedy'"),
     C(f"{SEARCH} --model resnet21", "resnet20"),
