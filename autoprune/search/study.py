@@ -196,9 +196,7 @@ def completed_trials(study: optuna.Study) -> int:
 
 def make_evaluation(
     evaluate: CandidateEvaluator, *, seed: int, budget: bool = False
-) -> Callable[
-    [int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, ...], dict]
-]:
+) -> Callable[[int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, ...], dict]]:
     """``(number, ratios, progress) -> (objective values, user attributes)`` of a trial;
     ``TrialFailed`` when the fine-tuned candidate's loss is not finite. A ``budget`` search
     has one objective, and its records keep the ratios (its parameters are a shape)."""
