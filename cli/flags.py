@@ -29,6 +29,7 @@ ALIASES: dict[str, str] = {
     "path": "out",  # train_checkpoint(path) and the other writers: --out
     "study_name": "study",
     "sampler_options": "sampler_option",
+    "binary_weights": "weights",  # QuantSpec.from_bits(binary_weights=...)
 }
 # library parameters no CLI option sets (an error naming one keeps its backticks)
 LIBRARY_ONLY: frozenset[str] = frozenset()

@@ -120,7 +120,7 @@ def botorch_sampler(
             "the botorch sampler needs extra packages: pip install 'autoprune[botorch]'"
         ) from error
     return BoTorchSampler(
-        candidates_func=_LogNoisyCandidates(n_objectives, num_restarts, raw_samples),
+        candidates_func=_LogNoisyCandidates(num_restarts, raw_samples),
         n_startup_trials=n_startup_trials,
         consider_running_trials=consider_running_trials,
         seed=seed,
@@ -134,8 +134,7 @@ class _LogNoisyCandidates:
     candidate functions, with the log variants BoTorch recommends (they do not vanish far from
     the incumbent) and the optimiser's size as parameters."""
 
-    def __init__(self, n_objectives: int, num_restarts: int, raw_samples: int) -> None:
-        self.n_objectives = n_objectives
+    def __init__(self, num_restarts: int, raw_samples: int) -> None:
         self.num_restarts, self.raw_samples = num_restarts, raw_samples
 
     def __call__(
@@ -154,11 +153,6 @@ class _LogNoisyCandidates:
         from botorch.utils.transforms import normalize, unnormalize
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        if train_obj.size(-1) != self.n_objectives:
-            raise ConfigError(
-                f"the botorch sampler was made for {self.n_objectives} objective(s) but the "
-                f"study has {train_obj.size(-1)}: pass n_objectives={train_obj.size(-1)}"
-            )
         if train_con is not None:
             raise ConfigError("the botorch sampler does not take constraints")
         train_x = normalize(train_x, bounds=bounds)
@@ -170,7 +164,7 @@ class _LogNoisyCandidates:
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size((256,)))
         common = {"model": model, "X_baseline": train_x, "sampler": sampler, "X_pending": pending_x}
-        if self.n_objectives == 1:
+        if train_obj.size(-1) == 1:  # the study's count (callers may not pass theirs)
             acquisition: Any = qLogNoisyExpectedImprovement(prune_baseline=True, **common)
         else:  # reference point just below the worst observed values, as optuna-integration
             reference = (train_obj.min(dim=0).values - 1e-8).tolist()

@@ -39,8 +39,8 @@ from autoprune_cli.flags import (
 from autoprune_cli.main import app
 
 LIBRARY = Path(__file__).resolve().parents[2] / "autoprune"
-# "--name" as a command-line flag (not "---" rules, not "a--b")
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+# "--name" as a command-line flag (not "---" rules, not "a--b"), or an f-string's "--{name}"
+FLAG = re.compile(r"(?<![\w-])--(?:[a-z][a-z0-9-]*|$)")
 
 
 def _strings(path: Path) -> list[tuple[int, str]]:
