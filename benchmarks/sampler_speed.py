@@ -3,12 +3,13 @@
 What it measures: for each sampler (``--samplers``, default: every registered one whose
 packages are installed) and each objective count (``--objectives``: 1 = accuracy under a
 budget, 2 = accuracy and size), one in-memory study over the real ResNet-20 search space (its
-bundled groups and ranges) is run trial by trial
-through ``DistinctSampler`` with the start-up a search uses (groups // 2 + 6 trials). The
-objective is synthetic (a smooth accuracy surface plus noise, and the size the ratios leave),
-so only the sampler's time is measured: the wall time of asking for one trial's ratios,
-averaged over ``--window`` trials ending at each of ``--at`` (default 10, 50, 100).
-``--max-seconds`` caps each study; a count it does not reach is reported as not reached.
+bundled groups and ranges) is run trial by trial through ``DistinctSampler`` with the
+start-up a search uses (groups // 2 + 6 trials). The objective is synthetic (a smooth
+accuracy surface plus noise, and the size the ratios leave), so only the sampler's time is
+measured: the wall time of asking for one trial's ratios, averaged over ``--window`` trials
+ending at trial number ``--at`` (default 10, 50, 100; numbers count from 0, so with
+ResNet-20's 9 groups trial 10 is the first after the 10 start-up trials). ``--max-seconds``
+caps each study; a count it does not reach is reported as not reached.
 
 Timing depends on the machine's load: the load average at the start and the end is written
 with the results. Results: ``benchmarks/results/sampler_speed/`` (``results.json`` and
@@ -81,7 +82,7 @@ def measure(
     evaluate = _objective(space, n_objectives, seed)
     seconds: list[float] = []
     started = time.perf_counter()
-    while len(seconds) < max(at) and time.perf_counter() - started < max_seconds:
+    while len(seconds) <= max(at) and time.perf_counter() - started < max_seconds:
         begin = time.perf_counter()
         trial = study.ask()
         ratios = space.suggest(trial)
@@ -89,7 +90,8 @@ def measure(
         study.tell(trial, evaluate(ratios))
     per_count: dict[str, float | None] = {}
     for count in at:
-        span = seconds[max(count - window, 0) : count] if len(seconds) >= count else []
+        # trial numbers count from 0: "at trial 10" is the suggestion for trial number 10
+        span = seconds[max(count - window + 1, 0) : count + 1] if len(seconds) > count else []
         per_count[str(count)] = round(float(np.mean(span)), 4) if span else None
     return {
         "sampler": name,
