@@ -38,6 +38,7 @@ from torch import nn
 from autoprune.checkpoint import load_state_strictly, read_checkpoint
 from autoprune.config import DataConfig, ModelConfig
 from autoprune.data import calibration_batches, load_dataset
+from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.models import build_model
 from autoprune.prune import CRITERIA, find_groups, prune_
@@ -199,6 +200,7 @@ def format_table(rows: list[Row], info: dict, ratios: list[float]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    tune_cpu_allocator()  # the library leaves process-wide settings alone
     started = time.perf_counter()
     ratios = [int(r) / 100 for r in args.ratios.split(",") if r]
     print(

@@ -38,6 +38,7 @@ from torch import nn
 
 from autoprune.config import DataConfig
 from autoprune.data import load_dataset
+from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.models import load_checkpoint
 from autoprune.prune import prune_
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> None:
     log = out / "records.jsonl"
     done = _load_records(log)
     torch.set_num_threads(args.threads)
+    tune_cpu_allocator()  # the library leaves process-wide settings alone
     loaded = load_checkpoint(args.checkpoint)
     parent = loaded.model.eval()
     config = loaded.config
