@@ -168,6 +168,7 @@ def export_trial(
             "val_accuracy": val.accuracy,
             "test_accuracy": test.accuracy,
             "finetune": None if finetune is None else finetune.to_dict(),
+            "run_config": config.to_dict(),  # the search that chose it, every default stated
         },
         preprocess=preprocess_of(data),
     )

@@ -108,6 +108,13 @@ def test_pareto_output_parses_back(tmp_path: Path) -> None:
     )
     assert recipe.exit_code == 0, recipe.output
     assert "after 7 export steps" in " ".join(recipe.output.split())
+    # the export records the search that chose it, every default stated
+    from autoprune.checkpoint import read_checkpoint
+    from autoprune.config import RunConfig
+
+    stored = read_checkpoint(tmp_path / "long.pt")["metadata"]
+    assert RunConfig.from_dict(stored["run_config"]).search.seed == 0
+    assert stored["finetune"]["steps"] == 7
     assert autoprune.load(tmp_path / "long.pt").state_dict().keys() == pruned.state_dict().keys()
     missing = _invoke("export", "--storage", storage, "--trial", "99", "--out", str(exported))
     assert "no complete trial 99" in str(missing.exception)
