@@ -448,6 +448,10 @@ def run_search(
     layerwise: LayerwiseConfig | None = None,
     control: StopControl | None = None,
     run: bool = True,
+    target_size: str | float | None = None,
+    target_bops: str | float | None = None,
+    warm_start: str | None = None,
+    sampler_options: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Search per-group pruning ratios of ``model`` on ``data``; returns a ``SearchResult``.
 
@@ -462,8 +466,13 @@ def run_search(
       None uses an ``nn.Module`` or checkpoint as it is.
     - ``storage``: None keeps the study in memory; a path (SQLite, or a journal ``*.log``), an
       Optuna RDB URL or an Optuna storage object keeps it, and rerunning resumes it.
-    - ``trials``: complete trials the study should hold; ``sampler``, ``criterion``,
-      ``finetune`` (``FinetuneConfig``), ``seed``: the search's recipe.
+    - ``trials``: complete trials the study should hold; ``sampler`` (with its keyword
+      ``sampler_options``), ``criterion``, ``finetune`` (``FinetuneConfig``), ``seed``: the
+      search's recipe.
+    - ``target_size`` (``"50%"`` of the unpruned network, or MB) or ``target_bops``
+      (``"40%"`` or a count): a budget search, one objective (validation accuracy), every
+      trial within the budget (``autoprune.search.budget``). None: accuracy against size.
+    - ``warm_start="sensitivity"``: the first trials come from a per-group sensitivity scan.
     - ``observer``: an ``autoprune.search.SearchObserver`` told about progress (see
       ``autoprune.progress``); none by default, and the library prints nothing.
     - ``run=False`` prepares the study (baseline, reference trials) without running trials;
@@ -495,6 +504,10 @@ def run_search(
         max_train=max_train,
         method=method,
         layerwise=layerwise or LayerwiseConfig(),
+        target_size=target_size,
+        target_bops=target_bops,
+        warm_start=warm_start,
+        sampler_options=dict(sampler_options or {}),
     )
     with _quiet_optuna():
         session = SearchSession(request)

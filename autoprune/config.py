@@ -373,6 +373,7 @@ class SearchConfig(_Plain):
       the budget, see ``autoprune.search.budget``); None: two objectives, accuracy and size.
     - ``warm_start``: ``"sensitivity"``: start-up trials derived from a per-group sensitivity
       scan (``autoprune.search.sensitivity``) are queued first; None: random start-up trials.
+    - ``sampler_options``: the sampler's keyword options (``autoprune.search.samplers``).
     """
 
     criterion: str = "angle-next"
@@ -384,6 +385,7 @@ class SearchConfig(_Plain):
     calibration: CalibrationConfig | None = None
     budget: dict[str, Any] | None = None
     warm_start: str | None = None
+    sampler_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require_number("search seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
@@ -411,6 +413,7 @@ class SearchConfig(_Plain):
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "budget": None if self.budget is None else dict(self.budget),
             "warm_start": self.warm_start,
+            "sampler_options": _plain_copy(self.sampler_options),
         }
 
     @classmethod

@@ -66,7 +66,7 @@ class Budget:
     def parse(cls, metric: str, text: str | float, *, unpruned: float) -> Budget:
         """``"50%"``: of the unpruned quantized network's cost (``unpruned``); otherwise a
         number: megabytes for size, operations for BOPs (``"1.5e8"``)."""
-        what = f"target {metric} {text!r}"
+        what = f"`target_{metric}` {text!r}"
         raw = str(text).strip()
         match = re.fullmatch(r"([0-9.eE+-]+)\s*%", raw)
         try:

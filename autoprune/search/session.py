@@ -361,14 +361,17 @@ class SearchSession:
         check_sampler_options(request.sampler, request.sampler_options)
         CRITERIA.get(request.criterion)
         if request.target_size is not None and request.target_bops is not None:
-            raise ConfigError("give target_size or target_bops, not both: a search has one budget")
+            raise ConfigError(
+                "give `target_size` or `target_bops`, not both: a search has one budget"
+            )
         if request.warm_start not in WARM_STARTS:
             raise ConfigError(
                 f"unknown warm start {request.warm_start!r}: use sensitivity or leave it out"
             )
         if request.method == "layerwise" and self.budget_target is not None:
             raise ConfigError(
-                "the layerwise method has no budget: drop the target or use method 'joint'"
+                "the layerwise method has no budget: drop `target_size`/`target_bops` or use "
+                "`method='joint'`"
             )
         if (
             request.train is None
@@ -496,6 +499,7 @@ class SearchSession:
                 else None,
                 budget=None if self.allocator is None else self.allocator.budget.to_dict(),
                 warm_start=request.warm_start,
+                sampler_options=dict(request.sampler_options),
             ),
         )
         # Opened once the request is known to be valid, still before minutes of training.

@@ -63,7 +63,7 @@ def test_budget_requests_that_cannot_run_are_refused() -> None:
         SearchSession(_request(method="layerwise"))
     with pytest.raises(ConfigError, match="below what the search space can reach"):
         SearchSession(_request(target_size="1%"))
-    with pytest.raises(ConfigError, match="target size"):
+    with pytest.raises(ConfigError, match="`target_size`"):
         SearchSession(_request(target_size="half"))
 
 
