@@ -351,7 +351,7 @@ class SearchResult:
             return network.eval()
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"trial-{found.number}.pt"
-            self.export(found, path)
+            self.export(found, path, finetune=None)  # the trial's own fine-tune, replayed
             return load(path, model=self._model_source())
 
     def export(

@@ -29,9 +29,14 @@ def trial_summary(trial: FrozenTrial) -> str:
     """``trial 3: val acc 91.20 %, 0.0123 MB`` (or the trial's state when it did not finish)."""
     if trial.state.name != "COMPLETE" or not trial.values:
         return f"trial {trial.number}: {trial.state.name.lower()}"
-    accuracy, size = trial.values[0], trial.values[1]
+    from autoprune.search.record import TrialRecord
+
+    accuracy = trial.values[0]
+    size = TrialRecord.from_trial(trial).size_mb  # a budget study has one objective
     shown = f"{100 * accuracy:.2f} %" if math.isfinite(accuracy) else str(accuracy)
-    return f"trial {trial.number}: val acc {shown}, {size:.4f} MB"
+    return f"trial {trial.number}: val acc {shown}, " + (
+        f"{size:.4f} MB" if size is not None else "size ?"
+    )
 
 
 class LoggingObserver(SearchObserver):

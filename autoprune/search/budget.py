@@ -227,7 +227,8 @@ class CostModel:
             if not fitted._agrees(model, input_shape, points):
                 raise ConfigError(
                     "this network's size is not a quadratic function of its channel counts, "
-                    "so a budget cannot be met exactly: search without a target"
+                    "so its cost cannot be computed from them: search without `target_size`, "
+                    "`target_bops` or `warm_start`"
                 )
         return fitted
 
@@ -317,6 +318,11 @@ class BudgetAllocator:
                         restored = True
                     else:
                         removed[g] += 1
+        if self.cost_of(removed) > self.budget.limit:  # a shape outside [SHAPE_LOW, 1]
+            raise ConfigError(
+                f"an allocation shape with values outside [{SHAPE_LOW}, 1] cannot meet the "
+                "budget: give every group a value in that range"
+            )
         return {
             name: r / channels
             for name, r, channels in zip(

@@ -78,7 +78,7 @@ def export_trial(
         complete = sorted(n for n, t in trials.items() if t.state == TrialState.COMPLETE)
         raise ConfigError(
             f"study {study.study_name!r} has no complete trial {trial_number}: choose one of "
-            f"{', '.join(map(str, complete)) or 'none'} (see `autoprune pareto`)"
+            f"{', '.join(map(str, complete)) or 'none'} (see the study's Pareto table)"
         )
     baseline_path = study.user_attrs.get(BASELINE_PATH_ATTR)
     if baseline is None and (not baseline_path or not Path(baseline_path).is_file()):
@@ -123,6 +123,10 @@ def export_trial(
         raise ConfigError(
             f"the images in {data_dir or 'the data folder'} differ from those study "
             f"{study.study_name!r} searched: pass the data folder (data_dir) it was run with"
+        )
+    if finetune is None and epochs is not None:
+        raise ConfigError(
+            "`epochs` sets the export recipe's length, and a replayed trial has none: drop `epochs`"
         )
     if finetune is not None and epochs is not None:
         require_number("export epochs", epochs, low=0.0, strict=True)

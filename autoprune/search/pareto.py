@@ -52,6 +52,16 @@ def compact_ratios(params: dict[str, float]) -> str:
     return " ".join(f"{round(100 * value):d}" for value in params.values())
 
 
+def _is_budget_study(study: optuna.Study) -> bool:
+    """A budget search's study (one objective: accuracy), not a layer-wise group's."""
+    if len(study.directions) != 1:
+        return False
+    try:
+        return run_config_of(study).search.budget is not None
+    except ConfigError:  # no readable config: a layer-wise group's study, say
+        return False
+
+
 def _accuracy_size_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The trials no other trial beats on both accuracy (higher) and size (smaller)."""
     points = [(t, t.values[0], TrialRecord.from_trial(t).size_bits) for t in trials]
@@ -75,7 +85,7 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not pareto_only:
         trials = complete
-    elif len(study.directions) == 1:
+    elif _is_budget_study(study):
         # a budget search optimises accuracy alone; its front is still accuracy against size
         trials = _accuracy_size_front(complete)
     else:

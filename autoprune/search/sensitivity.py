@@ -10,6 +10,7 @@ tolerance meets a cost budget. A search uses it twice: as informed start-up tria
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from autoprune.search.space import SearchSpace
 
 SCAN_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of each group's ratio range
 SCAN_IMAGES = 2000
+# the sizes (fractions of the unpruned network) of a two-objective search's warm-start points
+WARM_START_SIZES = (0.8, 0.6, 0.45)
 _BISECTION_STEPS = 40
 
 
@@ -117,11 +120,15 @@ def scan_sensitivity(
     example = torch.zeros(1, *input_shape, device=device)
     ratios: dict[str, tuple[float, ...]] = {}
     accuracy: dict[str, tuple[float, ...]] = {}
-    total, done = len(space.groups) * len(fractions), 0
-    for group in space.groups:
-        scanned = tuple(
+    plan = {
+        group.name: tuple(
             sorted({round(group.low + f * (group.high - group.low), 6) for f in fractions} - {0})
         )
+        for group in space.groups
+    }
+    total, done = sum(len(scanned) for scanned in plan.values()), 0
+    for group in space.groups:
+        scanned = plan[group.name]
         results = []
         for ratio in scanned:
             pruned = copy.deepcopy(baseline)
@@ -154,9 +161,9 @@ def greedy_ratios(
     """Per group, the largest ratio in its range (on a ``grid``) losing at most ``tolerance``."""
     ratios = {}
     for group in space.groups:
-        best, steps = group.low, round((group.high - group.low) / grid)
+        best, steps = group.low, math.floor((group.high - group.low) / grid + 1e-9)
         for i in range(steps + 1):
-            ratio = group.low + i * grid
+            ratio = min(group.high, group.low + i * grid)
             if sensitivity.drop(group.name, ratio) <= tolerance:
                 best = ratio
             else:
@@ -188,8 +195,9 @@ def greedy_allocation(
 
 
 def shape_of(ratios: Mapping[str, float], space: SearchSpace) -> dict[str, float]:
-    """The allocation shape (``autoprune.search.budget``) that reproduces ``ratios`` at
-    factor 1: each group's position in its range, floored at the shape's lower bound."""
+    """The allocation shape (``autoprune.search.budget``) of ``ratios``: each group's
+    position in its range, floored at the shape's lower bound (so a group at ``low`` becomes
+    ``SHAPE_LOW``: the allocator then prunes it a little, in proportion)."""
     shape = {}
     for group in space.groups:
         width = group.high - group.low
@@ -202,7 +210,7 @@ def warm_start_allocations(
     sensitivity: Sensitivity,
     space: SearchSpace,
     size_of: Callable[[dict[str, float]], float],
-    fractions: Sequence[float] = (0.8, 0.6, 0.45),
+    fractions: Sequence[float] = WARM_START_SIZES,
 ) -> list[dict[str, float]]:
     """Greedy allocations at a few sizes (``fractions`` of the unpruned ``size_of({})``),
     snapped to the space's steps: informed start-up points for a two-objective search."""
@@ -249,7 +257,6 @@ def front_warm_start_points(
         ]
         return costs.cost("size", removed)
 
-    fractions = (0.8, 0.6, 0.45)
-    points = warm_start_allocations(sensitivity, space, size_of, fractions)
+    points = warm_start_allocations(sensitivity, space, size_of)
     unpruned = size_of({})
     return [(f"sensitivity {100 * size_of(p) / unpruned:.0f}%", p) for p in points]

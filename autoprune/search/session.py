@@ -368,6 +368,10 @@ class SearchSession:
             raise ConfigError(
                 f"unknown warm start {request.warm_start!r}: use sensitivity or leave it out"
             )
+        if request.method == "layerwise" and request.warm_start is not None:
+            raise ConfigError(
+                "the layerwise method has no warm start: drop `warm_start` or use `method='joint'`"
+            )
         if request.method == "layerwise" and self.budget_target is not None:
             raise ConfigError(
                 "the layerwise method has no budget: drop `target_size`/`target_bops` or use "

@@ -7,6 +7,7 @@ import pytest
 
 from autoprune.config import TrainConfig
 from autoprune.errors import ConfigError
+from autoprune.progress import trial_summary
 from autoprune.search.objective import FinetuneConfig
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.session import SearchRequest, SearchSession
@@ -50,6 +51,8 @@ def test_every_trial_meets_the_budget_and_rebuilds_from_its_ratios(tmp_path) -> 
     )
     assert kept == TrialRecord.from_trial(last).kept_channels
     assert evaluate(network, session.data, "val").accuracy == last.values[0]
+    # progress lines read the size from the record: a budget study has one objective
+    assert trial_summary(last).endswith(" MB")
 
     # another budget is another study
     with pytest.raises(ConfigError, match="budget"):
@@ -61,6 +64,8 @@ def test_budget_requests_that_cannot_run_are_refused() -> None:
         SearchSession(_request(target_bops="50%"))
     with pytest.raises(ConfigError, match="layerwise method has no budget"):
         SearchSession(_request(method="layerwise"))
+    with pytest.raises(ConfigError, match="layerwise method has no warm start"):
+        SearchSession(_request(method="layerwise", target_size=None, warm_start="sensitivity"))
     with pytest.raises(ConfigError, match="below what the search space can reach"):
         SearchSession(_request(target_size="1%"))
     with pytest.raises(ConfigError, match="`target_size`"):
