@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from autoprune.errors import ConfigError
-from autoprune.prune import find_groups
 from autoprune.registry import Registry
-from autoprune.search.budget import BudgetAllocator, removed_channels
+from autoprune.search.budget import BudgetAllocator, groups_by_name, removed_channels
 from autoprune.search.sensitivity import Sensitivity, greedy_allocation, shape_of
 
 
@@ -67,10 +66,7 @@ def greedy_sensitivity_allocation(context: AllocationContext) -> dict[str, float
 
 def channel_norms(model: nn.Module, input_shape: tuple[int, ...], names: list[str]) -> dict:
     """Per group, the L2 norm of each channel's filters over every layer producing it."""
-    with torch.inference_mode(False), torch.enable_grad():
-        groups = {
-            g.name: g for g in find_groups(model, torch.zeros(1, *input_shape), residual=True)
-        }
+    groups = groups_by_name(model, input_shape)
     norms = {}
     for name in names:
         group = groups[name]

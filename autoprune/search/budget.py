@@ -41,6 +41,7 @@ from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.prune import find_groups
 from autoprune.prune.apply import kept_count, shrink_to_
+from autoprune.prune.groups import ChannelGroup
 from autoprune.search.space import SearchSpace
 
 METRICS = ("size", "bops")
@@ -125,15 +126,15 @@ def _costs(model: nn.Module, input_shape: Sequence[int], kept: Mapping[str, int]
     return {"size": float(cost.size_bits), "bops": float(cost.bops)}
 
 
-def _sharing_pairs(model: nn.Module, input_shape: Sequence[int], names: Sequence[str]) -> set:
+def groups_by_name(model: nn.Module, input_shape: Sequence[int]) -> dict[str, ChannelGroup]:
+    """Every channel group of ``model`` (residual ones included), by name."""
+    with torch.inference_mode(False), torch.enable_grad():  # Torch-Pruning traces
+        return {g.name: g for g in find_groups(model, torch.zeros(1, *input_shape), residual=True)}
+
+
+def _sharing_pairs(groups: dict[str, ChannelGroup], names: Sequence[str]) -> set:
     """Pairs of groups (by position) coupled through one layer: one produces (or filters)
     the channels the layer writes, the other the channels it reads."""
-    with torch.inference_mode(False), torch.enable_grad():
-        groups = {
-            g.name: g
-            for g in find_groups(model, torch.zeros(1, *input_shape), residual=True)
-            if g.name in names
-        }
     writers = {n: {id(m) for m in (*groups[n].producers, *groups[n].depthwise)} for n in names}
     readers = {n: {id(m) for m in groups[n].consumers} for n in names}
     pairs = set()
@@ -166,10 +167,7 @@ class CostModel:
         """Identify the polynomials of ``model`` over the groups ``names``, then verify them
         at random points; a network whose cost escapes the model is refused."""
         model = copy.deepcopy(model).cpu().eval()
-        with torch.inference_mode(False), torch.enable_grad():
-            groups = {
-                g.name: g for g in find_groups(model, torch.zeros(1, *input_shape), residual=True)
-            }
+        groups = groups_by_name(model, input_shape)
         missing = [name for name in names if name not in groups]
         if missing:
             raise ConfigError(f"the model has no channel group {missing[0]!r} to budget")
@@ -218,7 +216,7 @@ class CostModel:
             }
             return cls(tuple(names), channels, polys["size"], polys["bops"])
 
-        fitted = build(_sharing_pairs(model, input_shape, names))
+        fitted = build(_sharing_pairs(groups, names))
         rng = random.Random(seed)
         points = [[rng.randrange(c) for c in channels] for _ in range(_CHECK_POINTS)]
         if not fitted._agrees(model, input_shape, points):
