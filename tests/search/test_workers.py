@@ -71,6 +71,8 @@ def test_a_point_queued_twice_at_once_is_kept_once(tmp_path: Path) -> None:
 
 
 def _running_trial(study: optuna.Study, worker: dict, beat: float | None) -> optuna.Trial:
+    # each its own point: a sampled duplicate of a live trial's point is (rightly) not re-queued
+    study.enqueue_trial({"a": 0.05 * len(study.trials)})
     trial = study.ask({"a": RATIO})
     study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker)
     if beat is not None:
