@@ -452,6 +452,7 @@ def run_search(
     target_bops: str | float | None = None,
     warm_start: str | None = None,
     sampler_options: dict[str, Any] | None = None,
+    cost: str = "size",
 ) -> SearchResult:
     """Search per-group pruning ratios of ``model`` on ``data``; returns a ``SearchResult``.
 
@@ -471,7 +472,8 @@ def run_search(
       search's recipe.
     - ``target_size`` (``"50%"`` of the unpruned network, or MB) or ``target_bops``
       (``"40%"`` or a count): a budget search, one objective (validation accuracy), every
-      trial within the budget (``autoprune.search.budget``). None: accuracy against size.
+      trial within the budget (``autoprune.search.budget``). None: two objectives, accuracy
+      against ``cost``: ``"size"`` (quantized MB) or ``"bops"`` (GBOPs).
     - ``warm_start="sensitivity"``: the first trials come from a per-group sensitivity scan.
     - ``observer``: an ``autoprune.search.SearchObserver`` told about progress (see
       ``autoprune.progress``); none by default, and the library prints nothing.
@@ -508,6 +510,7 @@ def run_search(
         target_bops=target_bops,
         warm_start=warm_start,
         sampler_options=dict(sampler_options or {}),
+        cost=cost,
     )
     with _quiet_optuna():
         session = SearchSession(request)

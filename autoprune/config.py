@@ -354,10 +354,23 @@ class BaselineConfig(_Plain):
 
 
 SEARCH_METHODS = ("joint", "layerwise")  # all ratios at once; the paper's greedy method
+# The second objective of a two-objective search: quantized size (MB) or BOPs (billions).
+SEARCH_COSTS = ("size", "bops")
 
 
 def _plain_copy(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))  # tuples become lists, as after a JSON round trip
+
+
+def check_search_cost(cost: str, *, budget: bool, method: str) -> None:
+    """``ConfigError`` unless ``cost`` (see ``SearchConfig``) fits the kind of search."""
+    if cost not in SEARCH_COSTS:
+        raise ConfigError(f"unknown search cost {cost!r}: use one of {', '.join(SEARCH_COSTS)}")
+    if cost != "size" and (budget or method == "layerwise"):
+        raise ConfigError(
+            f"`cost` {cost!r} applies to the two-objective joint search only (a budget sets "
+            "its own measure; the layerwise method trades accuracy for size): drop `cost`"
+        )
 
 
 @dataclass(frozen=True)
@@ -374,6 +387,9 @@ class SearchConfig(_Plain):
     - ``warm_start``: ``"sensitivity"``: start-up trials derived from a per-group sensitivity
       scan (``autoprune.search.sensitivity``) are queued first; None: random start-up trials.
     - ``sampler_options``: the sampler's keyword options (``autoprune.search.samplers``).
+    - ``cost``: the second objective of a two-objective search, ``"size"`` (quantized MB) or
+      ``"bops"`` (billions of bit operations); a budget search has one objective and keeps
+      ``"size"``. Configs stored before it existed read as ``"size"``.
     """
 
     criterion: str = "angle-next"
@@ -386,9 +402,11 @@ class SearchConfig(_Plain):
     budget: dict[str, Any] | None = None
     warm_start: str | None = None
     sampler_options: dict[str, Any] = field(default_factory=dict)
+    cost: str = "size"
 
     def __post_init__(self) -> None:
         require_number("search seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
+        check_search_cost(self.cost, budget=self.budget is not None, method=self.method)
         if self.method not in SEARCH_METHODS:
             raise ConfigError(
                 f"unknown search method {self.method!r}: use one of {', '.join(SEARCH_METHODS)}"
@@ -414,6 +432,7 @@ class SearchConfig(_Plain):
             "budget": None if self.budget is None else dict(self.budget),
             "warm_start": self.warm_start,
             "sampler_options": _plain_copy(self.sampler_options),
+            "cost": self.cost,
         }
 
     @classmethod

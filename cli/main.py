@@ -233,6 +233,12 @@ def search(
             "greedy allocations derived from it as the first trials."
         ),
     ] = None,
+    cost: Annotated[
+        str,
+        typer.Option(
+            help="Second objective without a target: size (quantized MB) or bops (GBOPs)."
+        ),
+    ] = "size",
     sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
     sampler_option: Annotated[
         list[str] | None,
@@ -352,6 +358,7 @@ def search(
         target_size=target_size,
         target_bops=target_bops,
         warm_start=warm_start,
+        cost=cost,
         layerwise=LayerwiseConfig(
             evaluations=evaluations,
             probes=min(3, evaluations),

@@ -52,6 +52,15 @@ def compact_ratios(params: dict[str, float]) -> str:
     return " ".join(f"{round(100 * value):d}" for value in params.values())
 
 
+def study_cost(study: optuna.Study) -> str:
+    """The second objective of a two-objective study, ``"size"`` or ``"bops"``
+    (``SearchConfig.cost``); ``"size"`` for a study without a readable config."""
+    try:
+        return run_config_of(study).search.cost
+    except ConfigError:
+        return "size"
+
+
 def _is_budget_study(study: optuna.Study) -> bool:
     """A budget search's study (one objective: accuracy), not a layer-wise group's."""
     if len(study.directions) != 1:

@@ -18,10 +18,11 @@ import pandas as pd
 
 from autoprune.errors import ConfigError
 from autoprune.paths import write_atomically
-from autoprune.search.pareto import trials_frame
+from autoprune.search.pareto import study_cost, trials_frame
 
 PLOT_INSTALL_HINT = "pip install 'autoprune[plot]'"
 SIZE_LABEL = "size (MB)"
+BOPS_LABEL = "BOPs (billions)"
 ACCURACY_LABEL = "validation accuracy (%)"
 # Formats matplotlib's Agg canvas writes; anything else is refused before the work.
 FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
@@ -53,13 +54,19 @@ def plot_format(path: str | Path) -> str:
     return suffix
 
 
-def _frames(study: optuna.Study) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _frames(study: optuna.Study) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Every complete trial and the front, each with the cost axis as column ``x``, sorted
+    along it, and the axis label: size, or BOPs for a study whose cost is BOPs."""
     every = trials_frame(study, pareto_only=False)
     if every.empty:
         raise ConfigError(
             f"study {study.study_name} has no complete trial to draw: run the search first"
         )
-    return every, trials_frame(study, pareto_only=True)
+    front = trials_frame(study, pareto_only=True)
+    bops = study_cost(study) == "bops"
+    for frame in (every, front):
+        frame["x"] = frame["bops"] / 1e9 if bops else frame["size_mb"]
+    return every, front.sort_values("x"), BOPS_LABEL if bops else SIZE_LABEL
 
 
 def plot_front(study: optuna.Study, *, ax: Any = None) -> Any:
@@ -69,14 +76,14 @@ def plot_front(study: optuna.Study, *, ax: Any = None) -> Any:
     Returns the matplotlib ``Figure``.
     """
     figure_module = _require("matplotlib.figure")
-    every, front = _frames(study)
+    every, front, x_label = _frames(study)
     if ax is None:
         figure = figure_module.Figure(figsize=(7, 4.5), layout="constrained")
         ax = figure.add_subplot()
     else:
         figure = ax.figure
     ax.scatter(
-        every["size_mb"],
+        every["x"],
         100 * every["val_accuracy"],
         s=18,
         color="0.65",
@@ -84,7 +91,7 @@ def plot_front(study: optuna.Study, *, ax: Any = None) -> Any:
         zorder=1,
     )
     ax.plot(
-        front["size_mb"],
+        front["x"],
         100 * front["val_accuracy"],
         marker="o",
         markersize=6,
@@ -94,7 +101,7 @@ def plot_front(study: optuna.Study, *, ax: Any = None) -> Any:
     )
     references = every[every["reference"].astype(str) != ""]
     ax.scatter(
-        references["size_mb"],
+        references["x"],
         100 * references["val_accuracy"],
         s=50,
         marker="D",
@@ -106,13 +113,13 @@ def plot_front(study: optuna.Study, *, ax: Any = None) -> Any:
     for _, row in references.iterrows():
         ax.annotate(
             str(row["reference"]),
-            (row["size_mb"], 100 * row["val_accuracy"]),
+            (row["x"], 100 * row["val_accuracy"]),
             textcoords="offset points",
             xytext=(5, -12),
             fontsize=8,
             color="tab:red",
         )
-    ax.set_xlabel(SIZE_LABEL)
+    ax.set_xlabel(x_label)
     ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title(f"Pareto front of {study.study_name}")
     ax.margins(x=0.1)  # room for the labels of the end points
@@ -135,12 +142,12 @@ def _cell(value: float, low: float, high: float, cells: int) -> int:
 
 def scatter_text(study: optuna.Study, *, width: int = 64, height: int = 16) -> str:
     """The same picture as plain text for a terminal: ``.`` a trial, ``*`` a Pareto-optimal
-    one, a digit a reference point (named below the plot); size across, accuracy up.
+    one, a digit a reference point (named below the plot); size (or BOPs) across, accuracy up.
 
     No package needed: a grid of characters, the same in a terminal, a log or a pipe.
     """
-    every, front = _frames(study)
-    sizes, accuracies = every["size_mb"], 100 * every["val_accuracy"]
+    every, front, x_label = _frames(study)
+    sizes, accuracies = every["x"], 100 * every["val_accuracy"]
     x_low, x_high = float(sizes.min()), float(sizes.max())
     y_low, y_high = float(accuracies.min()), float(accuracies.max())
     grid = [[" "] * width for _ in range(height)]
@@ -149,7 +156,7 @@ def scatter_text(study: optuna.Study, *, width: int = 64, height: int = 16) -> s
     # references last, so their digits stay visible where points coincide
     ordered = sorted(every.itertuples(), key=lambda row: bool(str(row.reference)))
     for row in ordered:
-        column = _cell(row.size_mb, x_low, x_high, width)
+        column = _cell(row.x, x_low, x_high, width)
         line = height - 1 - _cell(100 * row.val_accuracy, y_low, y_high, height)
         mark = "*" if row.trial in on_front else "."
         if str(row.reference):
@@ -163,7 +170,7 @@ def scatter_text(study: optuna.Study, *, width: int = 64, height: int = 16) -> s
     lines.append("       +" + "-" * width)
     left, right = f"{x_low:.4g}", f"{x_high:.4g}"
     lines.append(" " * 8 + left + right.rjust(width - len(left)))
-    lines.append(" " * 8 + SIZE_LABEL.center(width).rstrip())
+    lines.append(" " * 8 + x_label.center(width).rstrip())
     lines.append("  . trial   * Pareto-optimal trial")
     lines += [f"  {reference}" for reference in references]
     return "\n".join(lines) + "\n"

@@ -246,17 +246,19 @@ def budget_warm_start_shapes(
 
 
 def front_warm_start_points(
-    sensitivity: Sensitivity, space: SearchSpace, costs: CostModel
+    sensitivity: Sensitivity, space: SearchSpace, costs: CostModel, measure: str = "size"
 ) -> list[tuple[str, dict[str, float]]]:
-    """Informed start-up ratios of a two-objective search, labelled with their size target."""
+    """Informed start-up ratios of a two-objective search whose cost is ``measure`` (size or
+    bops), labelled with their target as a percent of the unpruned network's."""
 
-    def size_of(ratios: dict[str, float]) -> float:
+    def cost_of(ratios: dict[str, float]) -> float:
         removed = [
             removed_channels(c, ratios.get(n, 0.0))
             for n, c in zip(costs.names, costs.channels, strict=True)
         ]
-        return costs.cost("size", removed)
+        return costs.cost(measure, removed)
 
-    points = warm_start_allocations(sensitivity, space, size_of)
-    unpruned = size_of({})
-    return [(f"sensitivity {100 * size_of(p) / unpruned:.0f}%", p) for p in points]
+    points = warm_start_allocations(sensitivity, space, cost_of)
+    unpruned = cost_of({})
+    label = "" if measure == "size" else f" {measure}"
+    return [(f"sensitivity {100 * cost_of(p) / unpruned:.0f}%{label}", p) for p in points]

@@ -32,6 +32,7 @@ from autoprune.config import (
     RunConfig,
     SearchConfig,
     TrainConfig,
+    check_search_cost,
 )
 from autoprune.data import DataSplits, ImageData, load_dataset
 from autoprune.data.base import default_cache_dir
@@ -134,6 +135,8 @@ class SearchRequest:
     # "sensitivity": informed start-up trials from a scan of each group pruned alone
     # (autoprune.search.sensitivity), queued before the sampler's own; None: random start-up
     warm_start: str | None = None
+    # the second objective of a two-objective search: "size" (MB) or "bops" (GBOPs)
+    cost: str = "size"
 
     def quant_spec(self) -> QuantSpec:
         """The requested quantization with the default filled in (no checkpoint involved)."""
@@ -368,6 +371,9 @@ class SearchSession:
             raise ConfigError(
                 f"unknown warm start {request.warm_start!r}: use sensitivity or leave it out"
             )
+        check_search_cost(
+            request.cost, budget=self.budget_target is not None, method=request.method
+        )
         if request.method == "layerwise" and request.warm_start is not None:
             raise ConfigError(
                 "the layerwise method has no warm start: drop `warm_start` or use `method='joint'`"
@@ -504,6 +510,7 @@ class SearchSession:
                 budget=None if self.allocator is None else self.allocator.budget.to_dict(),
                 warm_start=request.warm_start,
                 sampler_options=dict(request.sampler_options),
+                cost=request.cost,
             ),
         )
         # Opened once the request is known to be valid, still before minutes of training.
@@ -608,7 +615,7 @@ class SearchSession:
             costs = CostModel.fit(
                 build_model(self.model_config), self.model_config.input_shape, self.space.names
             )
-            points = front_warm_start_points(table, self.space, costs)
+            points = front_warm_start_points(table, self.space, costs, self.request.cost)
             distributions = {group.name: group.distribution() for group in self.space.groups}
         for label, params in points:
             enqueue_labelled(self.study, self.storage, params, distributions, label)
@@ -736,7 +743,9 @@ class SearchSession:
         return Worker(
             study=self.study,
             storage=self.storage,
-            evaluate=make_evaluation(self.evaluator, seed=self.request.seed, budget=budget),
+            evaluate=make_evaluation(
+                self.evaluator, seed=self.request.seed, budget=budget, cost=self.request.cost
+            ),
             suggest=self.allocator.suggest if self.allocator is not None else self.space.suggest,
             total_trials=self.request.trials,
             observer=observer or SearchObserver(),

@@ -30,7 +30,9 @@ from autoprune.search.worker import TrialFailed, accounted, enqueue_once
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
-OBJECTIVE_NAMES = ("val_accuracy", "size_mb")
+# The second objective's name per ``SearchConfig.cost``, and the trial's value of it.
+COST_OBJECTIVES = {"size": "size_mb", "bops": "gbops"}
+BOPS_PER_GBOPS = 1e9
 # A budget search (``autoprune.search.budget``): every trial fits, accuracy is all that is left.
 BUDGET_DIRECTIONS = ("maximize",)
 BUDGET_OBJECTIVE_NAMES = ("val_accuracy",)
@@ -132,7 +134,9 @@ def open_study(
     )
     if CONFIG_ATTR not in study.user_attrs:
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
-        study.set_metric_names(list(BUDGET_OBJECTIVE_NAMES if budget else OBJECTIVE_NAMES))
+        study.set_metric_names(
+            list(BUDGET_OBJECTIVE_NAMES if budget else objective_names(config.search.cost))
+        )
         return study, True
     stored = run_config_of(study)
     if stored.search.sampler is None:  # made before the sampler was recorded: any may resume
@@ -144,6 +148,11 @@ def open_study(
             " rerun with the study's settings or choose a new study name"
         )
     return study, False
+
+
+def objective_names(cost: str = "size") -> tuple[str, str]:
+    """The two objectives of a search whose second objective is ``cost`` (``SearchConfig``)."""
+    return ("val_accuracy", COST_OBJECTIVES[cost])
 
 
 def enqueue_reference_trials(
@@ -195,11 +204,14 @@ def completed_trials(study: optuna.Study) -> int:
 
 
 def make_evaluation(
-    evaluate: CandidateEvaluator, *, seed: int, budget: bool = False
+    evaluate: CandidateEvaluator, *, seed: int, budget: bool = False, cost: str = "size"
 ) -> Callable[[int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, ...], dict]]:
     """``(number, ratios, progress) -> (objective values, user attributes)`` of a trial;
     ``TrialFailed`` when the fine-tuned candidate's loss is not finite. A ``budget`` search
-    has one objective, and its records keep the ratios (its parameters are a shape)."""
+    has one objective, and its records keep the ratios (its parameters are a shape); else the
+    second objective is the ``cost``: size in MB or GBOPs (``objective_names``)."""
+    if cost not in COST_OBJECTIVES:
+        raise ConfigError(f"unknown search cost {cost!r}: use one of {', '.join(COST_OBJECTIVES)}")
 
     def evaluation(
         number: int, ratios: dict[str, float], progress: Callable[[int, int], None]
@@ -219,7 +231,8 @@ def make_evaluation(
         )
         if budget:
             return (result.val_accuracy,), record.to_user_attrs()
-        return (result.val_accuracy, result.size_bits / BITS_PER_MB), record.to_user_attrs()
+        second = result.bops / BOPS_PER_GBOPS if cost == "bops" else result.size_bits / BITS_PER_MB
+        return (result.val_accuracy, second), record.to_user_attrs()
 
     return evaluation
 
