@@ -1,0 +1,258 @@
+"""Search fronts: which method finds the best accuracy/size front, judged on data it never saw?
+
+For one trained checkpoint (a *setting*), every method in ``--methods`` (samplers of the joint
+search: ``gp``, ``random``, ``tpe``, ``nsga2``, ``botorch``) runs the same two-objective search
+for every seed in ``--seeds``, with the same budget in fine-tune steps (``--trials`` trials of
+the search's fine-tune, its four reference trials included: every method gets them). Then each
+study's validation front is rebuilt trial by trial (the trial's own fine-tune replayed, so the
+network is the one that was scored) and scored once on the test split, which no search saw.
+
+Reported per method, mean +- sd over seeds:
+
+- ``hv_test``: hypervolume of the test-scored front members, accuracy (fraction) against size
+  (fraction of the unpruned quantized network), reference point fixed in advance at (parent
+  test accuracy - 10 points, size 1.0); ``hv_val``: the same on the validation scores the
+  search optimised;
+- wall time per trial split into fine-tune, evaluation, pruning and tracing, and the rest
+  (sampler, storage), from the trials' records and timestamps.
+
+Studies persist in ``--out/studies.db`` and the test scores in ``--out/records.jsonl`` (one line
+per rebuilt trial, written as it finishes): a rerun resumes both, so the run spans sessions.
+
+    python benchmarks/search_fronts.py --methods gp,random,tpe --seeds 0,1,2 --trials 24
+    python benchmarks/search_fronts.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from autoprune.device import tune_cpu_allocator
+from autoprune.metrics import measure
+from autoprune.search.pareto import trials_frame
+from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.session import SearchRequest, SearchSession
+from autoprune.search.space import bundled_search_space_file
+from autoprune.train import evaluate
+
+SETTINGS = {
+    "w2a2-fmnist": "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt",
+    "bnn-fmnist": "benchmarks/checkpoints/resnet20-bnn-fmnist.pt",
+}
+DATA_DIR = "/usr/share/datasets/fashion-mnist"
+CRITERION = "angle-next"
+REFERENCE_DROP = 0.10  # the hypervolume's reference accuracy: parent test accuracy minus this
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    setting: str
+    method: str
+    seed: int
+    trial: int
+    size_fraction: float  # of the unpruned quantized network
+    val: float
+    test: float
+    parent_test: float
+    test_images: int
+
+
+def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by ``(accuracy, size)`` points (accuracy up, size down) and bounded by
+    ``reference = (accuracy, size)``; points not better than it on both count for nothing."""
+    ref_accuracy, ref_size = reference
+    useful = sorted((s, a) for a, s in points if a > ref_accuracy and s < ref_size)
+    edges = [size for size, _ in useful[1:]] + [ref_size]
+    # a staircase: from each point's size to the next one's, the best accuracy found so far
+    area, best = 0.0, ref_accuracy
+    for (size, accuracy), next_size in zip(useful, edges, strict=True):
+        best = max(best, accuracy)
+        area += (next_size - size) * (best - ref_accuracy)
+    return area
+
+
+def _space_file(out: Path, model: str) -> Path:
+    bundled = bundled_search_space_file(model)
+    path = out / f"space-{model}-residual.yaml"
+    text = bundled.read_text() if bundled else f"model: {model}\n"
+    path.write_text(text.rstrip("\n") + "\nresidual: true\n")
+    return path
+
+
+def _load(path: Path) -> dict[tuple[str, str, int, int], FrontPoint]:
+    if not path.is_file():
+        return {}
+    points = [FrontPoint(**json.loads(line)) for line in path.read_text().splitlines() if line]
+    return {(p.setting, p.method, p.seed, p.trial): p for p in points}
+
+
+def run(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "records.jsonl"
+    done = _load(log)
+    torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    space = _space_file(out, "resnet20")
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for method in args.methods.split(","):
+            request = SearchRequest(
+                checkpoint=SETTINGS[args.setting],
+                data_dir=DATA_DIR,
+                trials=args.trials,
+                sampler=method,
+                criterion=CRITERION,
+                search_space=str(space),
+                storage=str(out / "studies.db"),
+                study_name=f"{args.setting}-{method}-seed{seed}",
+                seed=seed,
+            )
+            begun = time.perf_counter()
+            session = SearchSession(request)
+            session.run()
+            print(f"{method} seed {seed}: search done ({time.perf_counter() - begun:.0f} s)")
+            parent_test = evaluate(session.baseline, session.data, "test").accuracy
+            unpruned = session.reference.quantized_size_bits
+            images = session.data.num_examples("test")
+            front = trials_frame(session.study)
+            for number in front["trial"]:
+                key = (args.setting, method, seed, int(number))
+                if key in done:
+                    continue
+                trial = session.study.trials[int(number)]
+                network, _ = session.evaluator.build(
+                    trial_ratios(trial), seed=request.seed + trial.number
+                )
+                size = measure(network, session.model_config.input_shape).size_bits
+                assert size == TrialRecord.from_trial(trial).size_bits
+                point = FrontPoint(
+                    args.setting,
+                    method,
+                    seed,
+                    trial.number,
+                    size / unpruned,
+                    trial.values[0],
+                    evaluate(network, session.data, "test").accuracy,
+                    parent_test,
+                    images,
+                )
+                with log.open("a") as handle:
+                    handle.write(json.dumps(asdict(point)) + "\n")
+                done[key] = point
+                print(
+                    f"  trial {trial.number:>3}: size {100 * point.size_fraction:5.1f} %  val "
+                    f"{100 * point.val:6.2f} %  test {100 * point.test:6.2f} %",
+                    flush=True,
+                )
+    report(out)
+
+
+def _time_split(out: Path) -> dict[str, dict[str, float]]:
+    """Per study: fractions of the trials' wall time spent per phase."""
+    import optuna
+
+    storage = f"sqlite:///{out / 'studies.db'}"
+    split: dict[str, dict[str, float]] = {}
+    for name in optuna.study.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        totals = {"finetune": 0.0, "evaluate": 0.0, "prune": 0.0, "other": 0.0}
+        for trial in study.trials:
+            if trial.state.name != "COMPLETE" or trial.datetime_complete is None:
+                continue
+            wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            seconds = TrialRecord.from_trial(trial).seconds or {}
+            for phase in ("finetune", "evaluate", "prune"):
+                totals[phase] += seconds.get(phase, 0.0)
+            totals["other"] += wall - sum(seconds.get(p, 0.0) for p in seconds)
+        split[name] = totals
+    return split
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.4f} +- {sd:.4f}"
+
+
+def report(out: Path) -> None:
+    points = list(_load(out / "records.jsonl").values())
+    lines = [
+        "# Search fronts on held-out data",
+        "",
+        f"Criterion {CRITERION}; every front member rebuilt with its own fine-tune and scored "
+        "once on the test split. Hypervolume: accuracy (fraction) x size (fraction of the "
+        f"unpruned quantized network), reference (parent test accuracy - {REFERENCE_DROP:.2f},"
+        " size 1.0).",
+        "",
+        "| setting | method | seeds | front size | hv_val | hv_test | best test at <= 50 % |",
+        "|---|---|---:|---:|---|---|---:|",
+    ]
+    by_method: dict[tuple[str, str], dict[int, list[FrontPoint]]] = {}
+    for point in points:
+        by_method.setdefault((point.setting, point.method), {}).setdefault(point.seed, [])
+        by_method[(point.setting, point.method)][point.seed].append(point)
+    for (setting, method), seeds in sorted(by_method.items()):
+        hv_val, hv_test, best = [], [], []
+        for front in seeds.values():
+            reference = (front[0].parent_test - REFERENCE_DROP, 1.0)
+            hv_val.append(hypervolume([(p.val, p.size_fraction) for p in front], reference))
+            hv_test.append(hypervolume([(p.test, p.size_fraction) for p in front], reference))
+            small = [p.test for p in front if p.size_fraction <= 0.5]
+            if small:
+                best.append(max(small))
+        fronts = statistics.mean(len(f) for f in seeds.values())
+        lines.append(
+            f"| {setting} | {method} | {len(seeds)} | {fronts:.1f} | {_mean_sd(hv_val)} | "
+            f"{_mean_sd(hv_test)} | {100 * statistics.mean(best):.2f} |"
+            if best
+            else f"| {setting} | {method} | {len(seeds)} | {fronts:.1f} | {_mean_sd(hv_val)} | "
+            f"{_mean_sd(hv_test)} | |"
+        )
+    if (out / "studies.db").is_file():
+        lines += [
+            "",
+            "## Where the search's wall time goes (complete trials)",
+            "",
+            "| study | trials' wall s | fine-tune % | evaluate % | prune+trace % | other % |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, totals in sorted(_time_split(out).items()):
+            wall = sum(totals.values())
+            if wall <= 0:
+                continue
+            lines.append(
+                f"| {name} | {wall:.0f} | {100 * totals['finetune'] / wall:.1f} | "
+                f"{100 * totals['evaluate'] / wall:.1f} | {100 * totals['prune'] / wall:.1f} | "
+                f"{100 * totals['other'] / wall:.1f} |"
+            )
+    text = "\n".join(lines)
+    (out / "report.md").write_text(text + "\n")
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="w2a2-fmnist")
+    parser.add_argument("--methods", default="gp,random,tpe")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/search_fronts")
+    parser.add_argument("--report", action="store_true", help="only summarise the records")
+    args = parser.parse_args()
+    if args.report:
+        report(Path(args.out))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
