@@ -50,6 +50,24 @@ _BISECTION_STEPS = 60
 _CHECK_POINTS = 4
 
 
+def parse_amount(text: str | float, *, what: str, unit: str, example: str) -> tuple[float, bool]:
+    """``(number, is_percent)`` of a size or BOPs amount: ``"50%"`` (or ``"50 %"``), a percent
+    of the unpruned network up to 100, or a positive number in ``unit``; otherwise a
+    ``ConfigError`` naming ``what`` and both forms. Budgets and ``pareto``'s limits read it."""
+    raw = str(text).strip()
+    match = re.fullmatch(r"([0-9.eE+-]+)\s*%", raw)
+    try:
+        number = float(match.group(1) if match else raw)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0) or (match and number > 100):
+        raise ConfigError(
+            f"{what} must be a positive number of {unit} such as {example}, or a percent of "
+            "the unpruned network up to 100 such as 50%"
+        )
+    return number, bool(match)
+
+
 @dataclass(frozen=True)
 class Budget:
     """A cost limit: ``metric`` (size in bits or BOPs) at most ``limit``."""
@@ -68,23 +86,14 @@ class Budget:
         """``"50%"``: of the unpruned quantized network's cost (``unpruned``); otherwise a
         number: megabytes for size, operations for BOPs (``"1.5e8"``)."""
         what = f"`target_{metric}` {text!r}"
-        raw = str(text).strip()
-        match = re.fullmatch(r"([0-9.eE+-]+)\s*%", raw)
-        try:
-            number = float(match.group(1) if match else raw)
-        except ValueError:
-            unit = "megabytes" if metric == "size" else "operations"
-            raise ConfigError(
-                f"{what} is not a number: give a percentage of the unpruned network "
-                f"such as 50% or a number of {unit}"
-            ) from None
-        if not (math.isfinite(number) and number > 0):
-            raise ConfigError(f"{what} must be positive")
-        if match:
+        size = metric == "size"
+        unit, example = ("MB", "0.05") if size else ("operations", "1.5e8")
+        number, percent = parse_amount(text, what=what, unit=unit, example=example)
+        if percent:
             if number >= 100:
                 raise ConfigError(f"{what} must be below 100% of the unpruned network")
             return cls(metric, unpruned * number / 100)
-        return cls(metric, number * BITS_PER_MB if metric == "size" else number)
+        return cls(metric, number * BITS_PER_MB if size else number)
 
     def describe(self, unpruned: float) -> str:
         share = f"{100 * self.limit / unpruned:.1f}% of the unpruned network"

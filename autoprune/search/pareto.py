@@ -7,13 +7,12 @@ column ``ratio:<group>`` holding its pruning ratio (a fraction), so JSON and CSV
 
 from __future__ import annotations
 
-import math
-
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autoprune.errors import ConfigError
+from autoprune.search.budget import parse_amount
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.study import REFERENCE_ATTR, run_config_of
 
@@ -131,19 +130,8 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
 
 def parse_size_limit(size: float | str) -> tuple[float, bool]:
     """``(value, is_percent)`` of a size limit: MB (``0.05``) or a percent of the unpruned
-    quantized model (``"50%"``); a ``ConfigError`` names the two forms otherwise."""
-    text = str(size).strip()
-    percent = text.endswith("%")
-    try:
-        value = float(text[:-1] if percent else text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0 or (percent and value > 100):
-        raise ConfigError(
-            f"size limit {text!r} must be a positive size in MB such as 0.05, or a percent of "
-            "the unpruned quantized model such as 50%"
-        )
-    return value, percent
+    quantized model (``"50%"``, at most 100); a ``ConfigError`` names the two forms otherwise."""
+    return parse_amount(size, what=f"size limit {str(size).strip()!r}", unit="MB", example="0.05")
 
 
 def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Series | None:

@@ -119,8 +119,8 @@ CASES = [
     C(f"{SEARCH} --sampler tpe --sampler-option multivariate=2", "must be bool, got 2"),
     C(f"{SEARCH} --criterion angel-next", "angle-next"),
     # search: budgets and warm start
-    C(f"{SEARCH} --target-size half", "--target-size 'half' is not a number"),
-    C(f"{SEARCH} --target-size 0%", "--target-size '0%' must be positive"),
+    C(f"{SEARCH} --target-size half", "--target-size 'half' must be a positive number of MB"),
+    C(f"{SEARCH} --target-size 0%", "--target-size '0%' must be a positive number of MB"),
     C(f"{SEARCH} --target-size 100%", "below 100% of the unpruned network"),
     C(f"{SEARCH} --target-size 1%", "below what the search space can reach"),
     C(f"{SEARCH} --target-size 50% --target-bops 40%", "not both"),

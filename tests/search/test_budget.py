@@ -117,6 +117,20 @@ def test_budget_parsing() -> None:
         Budget("flops", 10)
 
 
+def test_budgets_and_size_limits_read_amounts_alike() -> None:
+    from autoprune.search.pareto import parse_size_limit
+
+    for text, expected in (("50%", (50.0, True)), ("50 %", (50.0, True)), ("0.5", (0.5, False))):
+        assert parse_size_limit(text) == expected
+        assert Budget.parse("size", text, unpruned=1000).limit == (
+            500 if expected[1] else 0.5 * BITS_PER_MB
+        )
+    # a limit may be the whole network; a budget of the whole network prunes nothing
+    assert parse_size_limit("100%") == (100.0, True)
+    with pytest.raises(ConfigError, match="below 100%"):
+        Budget.parse("size", "100%", unpruned=1000)
+
+
 def test_an_unreachable_budget_is_refused_with_the_reachable_floor() -> None:
     model, input_shape, space = _network("tiny_cnn")
     costs = CostModel.fit(model, input_shape, space.names)
