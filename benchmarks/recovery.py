@@ -301,6 +301,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true", help="Only summarise the records.")
     parser.add_argument(
+        "--recipes",
+        default="",
+        help="Only these short recipes, e.g. old:40,bn-low-kd:20 (default: every recipe at "
+        "every budget); the export recipe always runs.",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="2 candidates, budgets / 10 (checks the script)."
     )
     args = parser.parse_args()
@@ -310,6 +316,17 @@ def main() -> None:
         for recipe, budgets in BUDGETS.items():
             BUDGETS[recipe] = tuple(steps // 10 for steps in budgets)
         args.candidates = 2
+    if args.recipes:
+        chosen: dict[str, list[int]] = {}
+        for item in args.recipes.split(","):
+            recipe, _, steps = item.partition(":")
+            if recipe not in RECIPES or not steps.isdigit():
+                raise SystemExit(
+                    f"--recipes item {item!r}: use RECIPE:STEPS, RECIPE in {list(RECIPES)}"
+                )
+            chosen.setdefault(recipe, []).append(int(steps))
+        BUDGETS.clear()
+        BUDGETS.update({recipe: tuple(steps) for recipe, steps in chosen.items()})
     if args.report:
         report(Path(args.out))
     else:

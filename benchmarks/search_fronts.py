@@ -33,21 +33,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from search_settings import (
+    CRITERION,
+    DATA_DIR,
+    SETTINGS,
+    TIME_SPLIT_HEADER,
+    residual_space_file,
+    time_split_rows,
+)
 
 from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.search.pareto import trials_frame
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.session import SearchRequest, SearchSession
-from autoprune.search.space import bundled_search_space_file
 from autoprune.train import evaluate
 
-SETTINGS = {
-    "w2a2-fmnist": "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt",
-    "bnn-fmnist": "benchmarks/checkpoints/resnet20-bnn-fmnist.pt",
-}
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
-CRITERION = "angle-next"
 REFERENCE_DROP = 0.10  # the hypervolume's reference accuracy: parent test accuracy minus this
 
 
@@ -78,14 +79,6 @@ def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float
     return area
 
 
-def _space_file(out: Path, model: str) -> Path:
-    bundled = bundled_search_space_file(model)
-    path = out / f"space-{model}-residual.yaml"
-    text = bundled.read_text() if bundled else f"model: {model}\n"
-    path.write_text(text.rstrip("\n") + "\nresidual: true\n")
-    return path
-
-
 def _load(path: Path) -> dict[tuple[str, str, int, int], FrontPoint]:
     if not path.is_file():
         return {}
@@ -100,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
     done = _load(log)
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
-    space = _space_file(out, "resnet20")
+    space = residual_space_file(out, "resnet20")
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in args.methods.split(","):
             request = SearchRequest(
@@ -154,27 +147,6 @@ def run(args: argparse.Namespace) -> None:
     report(out)
 
 
-def _time_split(out: Path) -> dict[str, dict[str, float]]:
-    """Per study: fractions of the trials' wall time spent per phase."""
-    import optuna
-
-    storage = f"sqlite:///{out / 'studies.db'}"
-    split: dict[str, dict[str, float]] = {}
-    for name in optuna.study.get_all_study_names(storage):
-        study = optuna.load_study(study_name=name, storage=storage)
-        totals = {"finetune": 0.0, "evaluate": 0.0, "prune": 0.0, "other": 0.0}
-        for trial in study.trials:
-            if trial.state.name != "COMPLETE" or trial.datetime_complete is None:
-                continue
-            wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
-            seconds = TrialRecord.from_trial(trial).seconds or {}
-            for phase in ("finetune", "evaluate", "prune"):
-                totals[phase] += seconds.get(phase, 0.0)
-            totals["other"] += wall - sum(seconds.get(p, 0.0) for p in seconds)
-        split[name] = totals
-    return split
-
-
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return ""
@@ -217,22 +189,8 @@ def report(out: Path) -> None:
             f"{_mean_sd(hv_test)} | |"
         )
     if (out / "studies.db").is_file():
-        lines += [
-            "",
-            "## Where the search's wall time goes (complete trials)",
-            "",
-            "| study | trials' wall s | fine-tune % | evaluate % | prune+trace % | other % |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, totals in sorted(_time_split(out).items()):
-            wall = sum(totals.values())
-            if wall <= 0:
-                continue
-            lines.append(
-                f"| {name} | {wall:.0f} | {100 * totals['finetune'] / wall:.1f} | "
-                f"{100 * totals['evaluate'] / wall:.1f} | {100 * totals['prune'] / wall:.1f} | "
-                f"{100 * totals['other'] / wall:.1f} |"
-            )
+        lines += ["", "## Where the search's wall time goes (complete trials)", ""]
+        lines += TIME_SPLIT_HEADER + time_split_rows(f"sqlite:///{out / 'studies.db'}")
     text = "\n".join(lines)
     (out / "report.md").write_text(text + "\n")
     print(text)

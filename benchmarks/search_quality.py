@@ -35,6 +35,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from search_settings import (
+    CRITERION,
+    DATA_DIR,
+    SETTINGS,
+    TIME_SPLIT_HEADER,
+    residual_space_file,
+    time_split_rows,
+)
 
 from autoprune.config import FinetuneConfig
 from autoprune.device import tune_cpu_allocator
@@ -43,18 +51,11 @@ from autoprune.search.allocations import ALLOCATIONS, AllocationContext, allocat
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.sensitivity import scan_sensitivity
 from autoprune.search.session import SearchRequest, SearchSession
-from autoprune.search.space import bundled_search_space_file
 from autoprune.train import evaluate
 
-SETTINGS = {
-    "w2a2-fmnist": "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt",
-    "bnn-fmnist": "benchmarks/checkpoints/resnet20-bnn-fmnist.pt",
-}
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
 SEARCHES = ("gp", "gp-warm")
 METHODS = ("parent", *ALLOCATIONS.names(), *SEARCHES)
 EXPORT = FinetuneConfig(steps=400, lr=3e-4, warmup=0.05, bn_batches=16, distill=1.0)
-CRITERION = "angle-next"
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,6 @@ def _load(path: Path) -> dict[str, Row]:
     return {_key(r.setting, r.target, r.method): r for r in rows}
 
 
-def _space_file(out: Path, model: str) -> Path:
-    """The bundled space plus every residual group, for every method alike."""
-    bundled = bundled_search_space_file(model)
-    path = out / f"space-{model}-residual.yaml"
-    text = bundled.read_text() if bundled else f"model: {model}\n"
-    path.write_text(text.rstrip("\n") + "\nresidual: true\n")
-    return path
-
-
 def _request(args: argparse.Namespace, space: Path, method: str, **extra) -> SearchRequest:
     return SearchRequest(
         checkpoint=SETTINGS[args.setting],
@@ -115,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
     done = _load(log)
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
-    space_path = _space_file(out, "resnet20")
+    space_path = residual_space_file(out, "resnet20")
 
     started = time.perf_counter()
     # the default search's session: its data, parent, space and budget serve every method
@@ -251,6 +243,9 @@ def report(out: Path) -> None:
                 f"{r.seconds_export:.0f} |"
             )
         lines.append("")
+    if (out / "studies.db").is_file():
+        lines += ["## Where the searches' wall time goes (complete trials)", ""]
+        lines += TIME_SPLIT_HEADER + time_split_rows(f"sqlite:///{out / 'studies.db'}")
     text = "\n".join(lines)
     (out / "report.md").write_text(text + "\n")
     print(text)
