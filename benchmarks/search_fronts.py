@@ -155,6 +155,7 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def report(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     points = list(_load(out / "records.jsonl").values())
     lines = [
         "# Search fronts on held-out data",
