@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import optuna
 import torch
 from torch import nn
 
@@ -43,6 +44,7 @@ from autoprune.metrics import measure
 from autoprune.models import load_checkpoint
 from autoprune.prune import prune_
 from autoprune.search.objective import FinetuneConfig, recover
+from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.space import load_search_space
 from autoprune.train import evaluate
 
@@ -122,6 +124,21 @@ def _draw_candidates(
     return drawn
 
 
+def _study_candidates(
+    source: str, parent: nn.Module, input_shape: tuple[int, ...]
+) -> list[tuple[dict[str, float], float]]:
+    """The ratios a real search tried (``STORAGE_FILE:STUDY``), its complete trials in trial
+    order, with their pruned sizes as fractions of the unpruned network."""
+    storage, _, name = source.rpartition(":")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
+    full = measure(parent, input_shape).size_bits
+    return [
+        (trial_ratios(trial), TrialRecord.from_trial(trial).size_bits / full)
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state.name == "COMPLETE"
+    ]
+
+
 def _recover(
     pruned: nn.Module,
     parent: nn.Module,
@@ -158,18 +175,22 @@ def run(args: argparse.Namespace) -> None:
         seed=recorded.seed,
     )
     example = torch.zeros(1, *config.input_shape)
-    space = load_search_space(config.name, parent, example, None)
-    groups = [group.name for group in space.groups]
-    candidates = _draw_candidates(
-        parent,
-        groups,
-        config.input_shape,
-        count=args.candidates,
-        band=tuple(args.band),
-        max_ratio=args.max_ratio,
-        seed=args.seed,
-    )
-    print(f"{len(groups)} groups; {len(candidates)} candidates in {args.band}; log {log}")
+    if args.from_study:
+        candidates = _study_candidates(args.from_study, parent, config.input_shape)
+        print(f"{len(candidates)} candidates from study {args.from_study}; log {log}")
+    else:
+        space = load_search_space(config.name, parent, example, None)
+        groups = [group.name for group in space.groups]
+        candidates = _draw_candidates(
+            parent,
+            groups,
+            config.input_shape,
+            count=args.candidates,
+            band=tuple(args.band),
+            max_ratio=args.max_ratio,
+            seed=args.seed,
+        )
+        print(f"{len(groups)} groups; {len(candidates)} candidates in {args.band}; log {log}")
 
     def record(index: int, recipe: str, steps: int, split: str, values, ratios, fraction):
         accuracy, loss, seconds = values
@@ -300,6 +321,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true", help="Only summarise the records.")
+    parser.add_argument(
+        "--from-study",
+        default="",
+        help="Candidates from a real search instead of random draws: STORAGE_FILE:STUDY "
+        "(SQLite), its complete trials in order.",
+    )
     parser.add_argument(
         "--recipes",
         default="",
