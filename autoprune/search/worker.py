@@ -32,6 +32,7 @@ import random
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -149,9 +150,20 @@ def stop_on_signals(control: StopControl) -> Iterator[StopControl]:
         signal.signal(number, lambda _n, _f, reason=reason: control.request(reason))
     if signal.SIGALRM in reasons:
         signal.setitimer(signal.ITIMER_REAL, max(control.remaining() or 0.0, 0.001))
+    previous_hook = sys.unraisablehook
+
+    def drop_stops_raised_in_finalizers(unraisable: Any) -> None:
+        # A signal landing while a finalizer or weakref callback runs (SQLAlchemy has some)
+        # raises Stop where Python can only print it; the request is kept in
+        # ``control.reason`` and raised again at the next check, so the trace is noise.
+        if not isinstance(unraisable.exc_value, Stop):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = drop_stops_raised_in_finalizers
     try:
         yield control
     finally:
+        sys.unraisablehook = previous_hook
         if signal.SIGALRM in reasons:
             signal.setitimer(signal.ITIMER_REAL, 0)
         for number, handler in previous.items():

@@ -26,6 +26,7 @@ from autoprune.search.worker import (
     StopControl,
     fail_dead_trials,
     parse_duration,
+    stop_on_signals,
 )
 
 
@@ -212,3 +213,30 @@ def test_search_timeout_stops_cleanly(tmp_path: Path) -> None:
         for name in optuna.get_all_study_names(url):
             study = optuna.load_study(study_name=name, storage=url)
             assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_a_stop_raised_inside_a_finalizer_is_kept_and_prints_nothing(monkeypatch) -> None:
+    """A signal can land while a finalizer runs (SQLAlchemy's weakref callbacks), where Python
+    can only hand the raised Stop to ``sys.unraisablehook``, which prints it: the request must
+    survive and the hook must not see it."""
+    import sys
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(unraisable.exc_value))
+    control = StopControl()
+    with stop_on_signals(control):
+
+        class Finalized:
+            def __del__(self) -> None:
+                control.request("interrupt")  # what the signal handler does there
+
+        Finalized()  # finalized at once: its Stop is unraisable
+        with pytest.raises(Stop, match="interrupt"):
+            control.check()
+
+        class Broken:
+            def __del__(self) -> None:
+                raise ValueError("not ours")
+
+        Broken()
+    assert [type(error) for error in seen] == [ValueError]  # others still reach the hook
