@@ -4,7 +4,8 @@ The public API (implemented in ``autoprune.api``; see its docstring for a tour):
 
 - networks: ``create_model``, ``quantize_`` (in place), ``prune_`` (in place, physically
   smaller), ``load`` (a checkpoint), ``inspect`` (a summary), ``measure`` (exact cost);
-- configs: ``QuantSpec``, ``TrainConfig``, ``DataConfig``, ``FinetuneConfig``, ``RunConfig``;
+- configs: ``QuantSpec``, ``TrainConfig``, ``DataConfig``, ``FinetuneConfig``, ``HalvingConfig``,
+  ``RunConfig``;
 - entry points: ``train_baseline``, ``run_search`` -> ``SearchResult`` (``.pareto()``,
   ``.best()``, ``.build()``, ``.export()``), ``load_search``, ``export_trial``;
 - progress: ``autoprune.progress`` (logging and tqdm observers); the library prints nothing.
@@ -31,7 +32,14 @@ from autoprune.api import (
     run_search,
     train_baseline,
 )
-from autoprune.config import DataConfig, FinetuneConfig, LayerwiseConfig, RunConfig, TrainConfig
+from autoprune.config import (
+    DataConfig,
+    FinetuneConfig,
+    HalvingConfig,
+    LayerwiseConfig,
+    RunConfig,
+    TrainConfig,
+)
 from autoprune.quant import QuantSpec
 
 __version__ = "0.1.0"
@@ -46,6 +54,7 @@ __all__ = [
     "DataConfig",
     "DataSplits",
     "FinetuneConfig",
+    "HalvingConfig",
     "LayerwiseConfig",
     "QuantSpec",
     "RunConfig",

@@ -32,6 +32,7 @@ from autoprune.config import (
     EXPORT_FINETUNE,
     DataConfig,
     FinetuneConfig,
+    HalvingConfig,
     LayerwiseConfig,
     ModelConfig,
     TrainConfig,
@@ -453,6 +454,7 @@ def run_search(
     warm_start: str | None = None,
     sampler_options: dict[str, Any] | None = None,
     cost: str = "size",
+    halving: HalvingConfig | str | None = None,
 ) -> SearchResult:
     """Search per-group pruning ratios of ``model`` on ``data``; returns a ``SearchResult``.
 
@@ -467,14 +469,18 @@ def run_search(
       None uses an ``nn.Module`` or checkpoint as it is.
     - ``storage``: None keeps the study in memory; a path (SQLite, or a journal ``*.log``), an
       Optuna RDB URL or an Optuna storage object keeps it, and rerunning resumes it.
-    - ``trials``: complete trials the study should hold; ``sampler`` (with its keyword
-      ``sampler_options``), ``criterion``, ``finetune`` (``FinetuneConfig``), ``seed``: the
-      search's recipe.
+    - ``trials``: finished trials the study should hold (complete, or stopped by halving);
+      ``sampler`` (with its keyword ``sampler_options``), ``criterion``, ``finetune``
+      (``FinetuneConfig``), ``seed``: the search's recipe.
     - ``target_size`` (``"50%"`` of the unpruned network, or MB) or ``target_bops``
       (``"40%"`` or a count): a budget search, one objective (validation accuracy), every
       trial within the budget (``autoprune.search.budget``). None: two objectives, accuracy
       against ``cost``: ``"size"`` (quantized MB) or ``"bops"`` (GBOPs).
     - ``warm_start="sensitivity"``: the first trials come from a per-group sensitivity scan.
+    - ``halving`` (budget searches): successive halving, a ``HalvingConfig`` or its rungs in
+      fine-tuning steps (``"10"``, ``"0,10"``): a candidate scored on a validation subset at
+      each rung goes on only if it ranks in the best third there; stopped trials count
+      towards ``trials``. None: every candidate is fine-tuned in full.
     - ``observer``: an ``autoprune.search.SearchObserver`` told about progress (see
       ``autoprune.progress``); none by default, and the library prints nothing.
     - ``run=False`` prepares the study (baseline, reference trials) without running trials;
@@ -511,6 +517,7 @@ def run_search(
         warm_start=warm_start,
         sampler_options=dict(sampler_options or {}),
         cost=cost,
+        halving=HalvingConfig.parse(halving) if isinstance(halving, str) else halving,
     )
     with _quiet_optuna():
         session = SearchSession(request)

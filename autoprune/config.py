@@ -318,6 +318,72 @@ class CalibrationConfig(_Plain):
 
 
 @dataclass(frozen=True)
+class HalvingConfig(_Plain):
+    """Successive halving of a budget search's candidates (multi-fidelity, asynchronous:
+    Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020).
+
+    Each candidate is scored at every rung, after ``rungs`` fine-tuning steps (0: right after
+    pruning and the BatchNorm re-estimate), on ``subset`` validation images (a fixed,
+    class-balanced subset, ``autoprune.data.validation_subset``). It stops there unless it
+    ranks in the best ``1 / reduction`` of all candidates scored at that rung so far; a rung
+    stops nothing before ``min_trials`` candidates reached it, and reference points never
+    stop. A stopped trial is PRUNED: it counts towards the trials and is no front member; the
+    fine-tuning of those that go on is exactly that of a search without halving.
+    """
+
+    rungs: tuple[int, ...] = (10,)
+    reduction: int = 3
+    min_trials: int = 4
+    subset: int = 2000
+
+    def __post_init__(self) -> None:
+        rungs = tuple(self.rungs)
+        if not rungs:
+            raise ConfigError("halving needs at least one rung (fine-tuning steps, e.g. 10)")
+        for rung in rungs:
+            require_number("halving rung", rung, low=0, integer=True)
+        if list(rungs) != sorted(set(rungs)):
+            raise ConfigError(f"halving rungs must increase, got {list(rungs)}")
+        object.__setattr__(self, "rungs", rungs)
+        require_number("halving reduction", self.reduction, low=2, integer=True)
+        require_number("halving min_trials", self.min_trials, low=2, integer=True)
+        require_number("halving subset", self.subset, low=1, integer=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rungs": list(self.rungs)}
+
+    @classmethod
+    def parse(cls, text: str) -> HalvingConfig:
+        """``"10"`` or ``"0,10,20"``: the rungs, every other field at its default."""
+        try:
+            rungs = tuple(int(part) for part in text.replace(" ", "").split(","))
+        except ValueError:
+            raise ConfigError(
+                f"`halving` {text!r}: give the rungs as fine-tuning steps, e.g. '10' or '0,10,20'"
+            ) from None
+        return cls(rungs=rungs)
+
+
+def check_halving(
+    halving: HalvingConfig | None, *, budget: bool, method: str, steps: int | None = None
+) -> None:
+    """``ConfigError`` unless ``halving`` fits the search: one objective (a budget search of
+    the joint method), and every rung before the last of a trial's ``steps``."""
+    if halving is None:
+        return
+    if not budget or method != "joint":
+        raise ConfigError(
+            "successive halving ranks candidates on one objective: it needs a budget search "
+            "(`target_size` or `target_bops`) of the joint method, or drop `halving`"
+        )
+    if steps is not None and halving.rungs[-1] >= steps:
+        raise ConfigError(
+            f"halving rung {halving.rungs[-1]} is not below the {steps} fine-tuning steps of "
+            "a trial: choose rungs below them or fine-tune longer"
+        )
+
+
+@dataclass(frozen=True)
 class BaselineConfig(_Plain):
     """The unpruned network a search starts from, by digest where it is not autoprune's own:
 
@@ -390,6 +456,8 @@ class SearchConfig(_Plain):
     - ``cost``: the second objective of a two-objective search, ``"size"`` (quantized MB) or
       ``"bops"`` (billions of bit operations); a budget search has one objective and keeps
       ``"size"``. Configs stored before it existed read as ``"size"``.
+    - ``halving``: successive halving of a budget search's candidates (``HalvingConfig``);
+      None (and configs stored before it existed): every candidate is fine-tuned in full.
     """
 
     criterion: str = "angle-next"
@@ -403,10 +471,12 @@ class SearchConfig(_Plain):
     warm_start: str | None = None
     sampler_options: dict[str, Any] = field(default_factory=dict)
     cost: str = "size"
+    halving: HalvingConfig | None = None
 
     def __post_init__(self) -> None:
         require_number("search seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
         check_search_cost(self.cost, budget=self.budget is not None, method=self.method)
+        check_halving(self.halving, budget=self.budget is not None, method=self.method)
         if self.method not in SEARCH_METHODS:
             raise ConfigError(
                 f"unknown search method {self.method!r}: use one of {', '.join(SEARCH_METHODS)}"
@@ -433,16 +503,19 @@ class SearchConfig(_Plain):
             "warm_start": self.warm_start,
             "sampler_options": _plain_copy(self.sampler_options),
             "cost": self.cost,
+            "halving": None if self.halving is None else self.halving.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        layerwise, calibration = data.get("layerwise"), data.get("calibration")
-        plain = {k: v for k, v in data.items() if k not in ("layerwise", "calibration")}
+        nested = ("layerwise", "calibration", "halving")
+        layerwise, calibration, halving = (data.get(name) for name in nested)
+        plain = {k: v for k, v in data.items() if k not in nested}
         return replace(
             super().from_dict(plain),
             layerwise=None if layerwise is None else LayerwiseConfig.from_dict(layerwise),
             calibration=None if calibration is None else CalibrationConfig.from_dict(calibration),
+            halving=None if halving is None else HalvingConfig.from_dict(halving),
         )
 
 
@@ -483,6 +556,12 @@ class RunConfig:
             )
         if not layerwise and self.finetune is None:
             object.__setattr__(self, "finetune", FinetuneConfig())
+        check_halving(
+            self.search.halving,
+            budget=self.search.budget is not None,
+            method=self.search.method,
+            steps=None if self.finetune is None else self.finetune.steps,
+        )
         # every quantization field explicit, also for a spec stored before it existed
         quant = QuantSpec.from_dict(self.model.quant).to_dict()
         object.__setattr__(self, "model", replace(self.model, quant=quant))

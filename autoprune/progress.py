@@ -27,9 +27,14 @@ __all__ = ["LoggingObserver", "TqdmObserver", "trial_summary"]
 
 def trial_summary(trial: FrozenTrial) -> str:
     """``trial 3: val acc 91.20 %, 0.0123 MB`` (or the trial's state when it did not finish)."""
+    from autoprune.search.record import TrialRecord
+
+    stopped = TrialRecord.from_trial(trial).stopped_at
+    if trial.state.name == "PRUNED" and stopped in trial.intermediate_values:
+        score = 100 * trial.intermediate_values[stopped]
+        return f"trial {trial.number}: stopped after {stopped} steps, subset acc {score:.2f} %"
     if trial.state.name != "COMPLETE" or not trial.values:
         return f"trial {trial.number}: {trial.state.name.lower()}"
-    from autoprune.search.record import TrialRecord
 
     accuracy = trial.values[0]
     size = TrialRecord.from_trial(trial).size_mb  # a budget study has one objective
@@ -83,7 +88,7 @@ class TqdmObserver(SearchObserver):
         self.bar = tqdm(total=total, unit="trial", **tqdm_options)
 
     def trial_finished(self, trial: FrozenTrial) -> None:
-        if trial.state.name == "COMPLETE":
+        if trial.state.name in ("COMPLETE", "PRUNED"):  # both count towards the trials
             self.bar.update(1)
         self.bar.set_postfix_str(trial_summary(trial), refresh=True)
 

@@ -188,7 +188,7 @@ def report(out: Path) -> None:
             f"{_mean_sd(hv_test)} | {best_text} |"
         )
     if (out / "studies.db").is_file():
-        lines += ["", "## Where the search's wall time goes (complete trials)", ""]
+        lines += ["", "## Where the search's wall time goes (finished trials)", ""]
         lines += TIME_SPLIT_HEADER + time_split_rows(f"sqlite:///{out / 'studies.db'}")
     text = "\n".join(lines)
     (out / "report.md").write_text(text + "\n")

@@ -30,12 +30,12 @@ def residual_space_file(out: Path, model: str) -> Path:
 
 
 def time_split(study: optuna.Study) -> dict[str, float]:
-    """Seconds of the study's complete trials per phase: the fine-tune, the evaluation, the
-    pruning with its tracing (each trial's record), and ``other`` (sampler, storage, anything
-    else between a trial's start and end)."""
+    """Seconds of the study's finished trials (complete, or stopped by halving) per phase: the
+    fine-tune, the evaluation (rungs included), the pruning with its tracing (each trial's
+    record), and ``other`` (sampler, storage, anything else between a trial's start and end)."""
     totals = dict.fromkeys((*PHASES, "other"), 0.0)
     for trial in study.get_trials(deepcopy=False):
-        if trial.state.name != "COMPLETE" or trial.datetime_complete is None:
+        if trial.state.name not in ("COMPLETE", "PRUNED") or trial.datetime_complete is None:
             continue
         wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
         seconds = TrialRecord.from_trial(trial).seconds or {}

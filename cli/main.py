@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 import autoprune
-from autoprune.config import EXPORT_FINETUNE, DataConfig, ModelConfig, TrainConfig
+from autoprune.config import EXPORT_FINETUNE, DataConfig, HalvingConfig, ModelConfig, TrainConfig
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device, tune_cpu_allocator
 from autoprune.errors import AutopruneError
@@ -56,7 +56,7 @@ from autoprune.search.pareto import best_under, parse_size_limit
 from autoprune.search.plot import plot_format, require_plotting, save_front_plot, scatter_text
 from autoprune.search.session import quant_from_options
 from autoprune.search.storage import storage_file
-from autoprune.search.study import delete_study
+from autoprune.search.study import delete_study, finished_trials
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
 from autoprune.train import TrainingInterrupted, train_checkpoint
 from autoprune_cli.choices import choices
@@ -239,6 +239,15 @@ def search(
             help="Second objective without a target: size (quantized MB) or bops (GBOPs)."
         ),
     ] = "size",
+    halving: Annotated[
+        str | None,
+        typer.Option(
+            help="With a target: successive halving at these fine-tuning steps (e.g. 10 or "
+            "0,10): a candidate goes on only if it ranks in the best third there, on 2,000 "
+            "validation images; stopped trials count towards --trials.",
+            metavar="STEPS",
+        ),
+    ] = None,
     sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
     sampler_option: Annotated[
         list[str] | None,
@@ -359,6 +368,7 @@ def search(
         target_bops=target_bops,
         warm_start=warm_start,
         cost=cost,
+        halving=None if halving is None else HalvingConfig.parse(halving),
         layerwise=LayerwiseConfig(
             evaluations=evaluations,
             probes=min(3, evaluations),
@@ -379,7 +389,7 @@ def search(
             if method == "layerwise":
                 _run_layerwise(session)
                 return
-            done = sum(1 for t in session.study.trials if t.state.name == "COMPLETE")
+            done = finished_trials(session.study)
             with progress_bar(console) as progress:
                 observer = RichSearchObserver(
                     progress,
@@ -602,7 +612,17 @@ def studies(
         return
     rows = study_summaries(open_storage(storage))
     table = Table(title=f"Studies in {storage}")
-    columns = ("study", "method", "model", "quant", "dataset", "complete", "running", "failed")
+    columns = (
+        "study",
+        "method",
+        "model",
+        "quant",
+        "dataset",
+        "complete",
+        "stopped",
+        "running",
+        "failed",
+    )
     for column in columns:
         table.add_column(column)
     for row in rows:

@@ -84,15 +84,23 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
 
 def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:
     """One line per finished trial."""
-    if trial.state != TrialState.COMPLETE or trial.values is None:
-        return f"trial {trial.number}: {trial.state.name.lower()}"
     record = TrialRecord.from_trial(trial)
+    stopped = trial.state == TrialState.PRUNED and record.stopped_at in trial.intermediate_values
+    if not stopped and (trial.state != TrialState.COMPLETE or trial.values is None):
+        return f"trial {trial.number}: {trial.state.name.lower()}"
     size = "size ?"
     if record.size_bits is not None:
         size = f"size {record.size_bits / BITS_PER_MB:.4f} MB"
         if quantized_size_bits:
             size += f" ({100 * record.size_bits / quantized_size_bits:.1f} % of unpruned)"
     seconds = sum((record.seconds or {}).values())
+    if stopped:  # by successive halving: its score is the rung's, on the validation subset
+        score = 100 * trial.intermediate_values[record.stopped_at]
+        return (
+            f"trial {trial.number:>3}: stopped after {record.stopped_at} steps (subset acc "
+            f"{score:6.2f} %)  {size}  {seconds:5.1f} s  "
+            f"ratios % {compact_ratios(trial_ratios(trial))}"
+        )
     return (
         f"trial {trial.number:>3}: val acc {100 * trial.values[0]:6.2f} %  "
         f"{size}  {seconds:5.1f} s  "
@@ -121,7 +129,7 @@ class RichSearchObserver(SearchObserver):
 
     def trial_finished(self, trial: FrozenTrial) -> None:
         self.progress.console.print(trial_line(trial, self.quantized_size_bits))
-        if trial.state == TrialState.COMPLETE:
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):  # both count
             self.progress.advance(self.trials_task)
         self.progress.update(self.steps_task, visible=False)
 

@@ -12,7 +12,7 @@ from autoprune.data.base import (
     default_workers,
     load_dataset,
 )
-from autoprune.data.calibration import calibration_batches
+from autoprune.data.calibration import calibration_batches, validation_subset
 from autoprune.data.folder import ImageFolderData, ImageFolderSource
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "default_data_dir",
     "default_workers",
     "load_dataset",
+    "validation_subset",
 ]

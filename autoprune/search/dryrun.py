@@ -27,7 +27,7 @@ from autoprune.search.coverage import GroupsReport, report_groups
 from autoprune.search.objective import CandidateEvaluator
 from autoprune.search.session import SearchRequest, SearchSession, open_search_storage
 from autoprune.search.storage import storage_file
-from autoprune.search.study import completed_trials
+from autoprune.search.study import finished_trials
 from autoprune.train import evaluate
 from autoprune.train.baseline import baseline_path
 
@@ -80,7 +80,7 @@ def _study_state(request: SearchRequest, name: str) -> str:
     opened = open_search_storage(storage)
     if name not in optuna.study.get_all_study_names(storage=opened):
         return "new study"
-    done = completed_trials(optuna.load_study(study_name=name, storage=opened))
+    done = finished_trials(optuna.load_study(study_name=name, storage=opened))
     return f"resumes: {done} complete trials"
 
 

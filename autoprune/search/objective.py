@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from autoprune.config import CalibrationConfig, FinetuneConfig, ModelConfig, RunConfig
-from autoprune.data import DataSplits, calibration_batches
+from autoprune.config import (
+    CalibrationConfig,
+    FinetuneConfig,
+    HalvingConfig,
+    ModelConfig,
+    RunConfig,
+)
+from autoprune.data import DataSplits, calibration_batches, validation_subset
 from autoprune.errors import ConfigError
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA, prune_
 from autoprune.train import (
     Distillation,
+    Evaluation,
     Progress,
     evaluate,
+    evaluate_batches,
     finetune,
     recalibrate_batchnorm,
 )
@@ -36,10 +45,16 @@ def recover(
     seed: int,
     progress: Progress | None = None,
 ) -> None:
-    """Recover a freshly pruned ``model`` in place as ``config`` says."""
+    """Recover a freshly pruned ``model`` in place as ``config`` says.
+
+    ``progress(done, steps)`` is called with ``done = 0`` once BatchNorm is re-estimated, then
+    after every fine-tuning step; it may raise to stop the recovery there.
+    """
     recalibrate_batchnorm(
         model, data, batches=config.bn_batches, batch_size=config.batch_size, seed=seed
     )
+    if progress is not None:
+        progress(0, config.steps)
     distillation = (
         Distillation(teacher, weight=config.distill, temperature=config.temperature)
         if config.distill > 0 and teacher is not None
@@ -59,8 +74,16 @@ def recover(
     )
 
 
+Rung = Callable[[int, float], bool]
+"""``(steps, accuracy) -> go on``: a candidate's score at a rung of successive halving, on the
+validation subset; False stops it there (``autoprune.search.halving``)."""
+
+
 @dataclass(frozen=True)
 class CandidateResult:
+    """A scored candidate; ``stopped_at`` set: halving stopped it at that rung, and its scores
+    are the rung's, on the validation subset."""
+
     val_accuracy: float
     val_loss: float
     size_bits: int
@@ -69,6 +92,13 @@ class CandidateResult:
     bops: int
     kept_channels: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+    stopped_at: int | None = None
+
+
+class _StoppedAtRung(Exception):
+    def __init__(self, steps: int, score: Evaluation) -> None:
+        super().__init__(f"stopped after {steps} fine-tuning steps")
+        self.steps, self.score = steps, score
 
 
 @dataclass
@@ -83,7 +113,13 @@ class CandidateEvaluator:
     calibration_config: CalibrationConfig = field(default_factory=CalibrationConfig)
     """The training batches a data-driven criterion scores on; drawn once, so every candidate
     is scored on the same batches (``RunConfig.search.calibration``)."""
+    halving: HalvingConfig | None = None
+    """Successive halving (``RunConfig.search.halving``): the rungs a ``rung`` callback of
+    ``__call__`` is asked at, and the validation subset scored there."""
     _calibration: list[tuple[torch.Tensor, torch.Tensor]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _rung_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = field(
         default=None, init=False, repr=False
     )
 
@@ -106,6 +142,7 @@ class CandidateEvaluator:
             criterion=run.search.criterion,
             finetune_config=run.finetune,
             calibration_config=run.search.calibration or CalibrationConfig(seed=run.search.seed),
+            halving=run.search.halving,
         )
 
     def calibration(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
@@ -115,6 +152,22 @@ class CandidateEvaluator:
         if self._calibration is None:
             self._calibration = calibration_batches(self.data, **self.calibration_config.to_dict())
         return self._calibration
+
+    def prune(self, ratios: dict[str, float], *, seed: int) -> tuple[nn.Module, dict[str, int]]:
+        """A pruned copy of the baseline (not recovered) and its kept channels per group."""
+        device = next(self.baseline.parameters()).device
+        model = copy.deepcopy(self.baseline)
+        example = torch.zeros(1, *self.model_config.input_shape, device=device)
+        # ``seed`` also drives the random criterion: a rebuilt trial prunes the same channels
+        kept = prune_(
+            model,
+            ratios,
+            criterion=self.criterion,
+            example_input=example,
+            calibration=self.calibration(),
+            seed=seed,
+        )
+        return model, kept
 
     def build(
         self,
@@ -128,20 +181,15 @@ class CandidateEvaluator:
 
         Deterministic for a given ``seed`` on one device, so a trial can be rebuilt to export.
         """
-        device = next(self.baseline.parameters()).device
         started = time.perf_counter()
-        model = copy.deepcopy(self.baseline)
-        example = torch.zeros(1, *self.model_config.input_shape, device=device)
-        # ``seed`` also drives the random criterion: a rebuilt trial prunes the same channels
-        kept = prune_(
-            model,
-            ratios,
-            criterion=self.criterion,
-            example_input=example,
-            calibration=self.calibration(),
-            seed=seed,
-        )
+        model, kept = self.prune(ratios, seed=seed)
         pruned = time.perf_counter()
+        self._recover(model, seed=seed, progress=progress)
+        if seconds is not None:
+            seconds.update(prune=pruned - started, finetune=time.perf_counter() - pruned)
+        return model, kept
+
+    def _recover(self, model: nn.Module, *, seed: int, progress: Progress | None) -> None:
         recover(
             self.finetune_config,
             model,
@@ -150,18 +198,56 @@ class CandidateEvaluator:
             seed=seed,
             progress=progress,
         )
-        if seconds is not None:
-            seconds.update(prune=pruned - started, finetune=time.perf_counter() - pruned)
-        return model, kept
+
+    def rung_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The validation subset rungs score on, drawn once (``HalvingConfig.subset``)."""
+        if self._rung_batches is None:
+            images = self.halving.subset if self.halving is not None else 0
+            self._rung_batches = validation_subset(self.data, images=images)
+        return self._rung_batches
 
     def __call__(
-        self, ratios: dict[str, float], *, seed: int, progress: Progress | None = None
+        self,
+        ratios: dict[str, float],
+        *,
+        seed: int,
+        progress: Progress | None = None,
+        rung: Rung | None = None,
     ) -> CandidateResult:
-        seconds: dict[str, float] = {}
-        model, kept = self.build(ratios, seed=seed, progress=progress, seconds=seconds)
+        """Prune, recover and score a candidate; with ``halving`` and a ``rung`` callback, the
+        candidate is scored at each rung and stops where ``rung`` says so. The fine-tuning
+        does not depend on the rungs: a candidate that goes on ends exactly as without them.
+        """
         started = time.perf_counter()
-        val = evaluate(model, self.data, "val")
-        seconds["evaluate"] = time.perf_counter() - started
+        model, kept = self.prune(ratios, seed=seed)
+        pruned = time.perf_counter()
+        rungs = set(self.halving.rungs) if self.halving is not None and rung else set()
+        scoring = [0.0]  # seconds spent scoring rungs
+        watched = progress
+        if rungs:
+
+            def watched(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(done, total)
+                if done in rungs:
+                    began = time.perf_counter()
+                    score = evaluate_batches(model, self.rung_batches())
+                    scoring[0] += time.perf_counter() - began
+                    if not rung(done, score.accuracy):
+                        raise _StoppedAtRung(done, score)
+
+        stopped: _StoppedAtRung | None = None
+        try:
+            self._recover(model, seed=seed, progress=watched)
+        except _StoppedAtRung as stop:
+            stopped = stop
+        recovered = time.perf_counter()
+        val = evaluate(model, self.data, "val") if stopped is None else stopped.score
+        seconds = {
+            "prune": pruned - started,
+            "finetune": recovered - pruned - scoring[0],
+            "evaluate": time.perf_counter() - recovered + scoring[0],
+        }
         cost = measure(model, self.model_config.input_shape)
         return CandidateResult(
             val_accuracy=val.accuracy,
@@ -172,4 +258,5 @@ class CandidateEvaluator:
             bops=cost.bops,
             kept_channels=kept,
             seconds=seconds,
+            stopped_at=None if stopped is None else stopped.steps,
         )

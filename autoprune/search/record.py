@@ -36,6 +36,8 @@ class TrialRecord:
       result a repeated ratio copied.
     - ``ratios``: the ratios applied, where they are not the trial's parameters (a budget
       search samples an allocation shape, see ``autoprune.search.budget``); ``trial_ratios``.
+    - ``stopped_at``: the rung (fine-tuning steps) at which successive halving stopped the
+      trial (``autoprune.search.halving``); its scores are then the rung's, on the subset.
     """
 
     reference: str | None = None
@@ -51,6 +53,7 @@ class TrialRecord:
     probe: bool | None = None
     repeat_of: int | None = None
     ratios: dict[str, float] | None = None
+    stopped_at: int | None = None
 
     def to_user_attrs(self) -> dict[str, Any]:
         """The fields that are set, keyed by name (what Optuna stores)."""

@@ -1,10 +1,11 @@
 """Per-group sensitivity, and the greedy allocation built on it (AIMET's greedy selection).
 
 ``scan_sensitivity`` prunes each group alone at a few ratios, without fine-tuning, and
-measures validation accuracy on a fixed subset. ``greedy_ratios`` then gives every group the
-largest ratio whose accuracy drop stays within one shared tolerance; bisection on that
-tolerance meets a cost budget. A search uses it twice: as informed start-up trials
-(``warm_start_allocations``), and as a search-free method to beat in the benchmark.
+measures validation accuracy on a fixed subset (``autoprune.data.validation_subset``).
+``greedy_ratios`` then gives every group the largest ratio whose accuracy drop stays within
+one shared tolerance; bisection on that tolerance meets a cost budget. A search uses it
+twice: as informed start-up trials (``warm_start_allocations``), and as a search-free method
+to beat in the benchmark.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.data import validation_subset
 from autoprune.prune import prune_
 from autoprune.search.budget import SHAPE_LOW, BudgetAllocator, CostModel, removed_channels
 from autoprune.search.space import SearchSpace
+from autoprune.train import evaluate_batches
 
 SCAN_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of each group's ratio range
 SCAN_IMAGES = 2000
@@ -75,32 +78,6 @@ class Sensitivity:
         )
 
 
-@torch.no_grad()
-def _subset_accuracy(
-    model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
-) -> float:
-    model.eval()
-    correct = count = 0
-    for images, labels in batches:
-        correct += (model(images).argmax(1) == labels).sum().item()
-        count += labels.numel()
-    return correct / max(count, 1)
-
-
-def validation_subset(
-    data: Any, max_images: int, batch_size: int = 500
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``max_images`` validation images (the split is already a seeded shuffle)."""
-    batches, taken = [], 0
-    for images, labels in data.batches("val", batch_size):
-        keep = min(labels.numel(), max_images - taken)
-        batches.append((images[:keep], labels[:keep]))
-        taken += keep
-        if taken >= max_images:
-            break
-    return batches
-
-
 def scan_sensitivity(
     baseline: nn.Module,
     data: Any,
@@ -116,7 +93,7 @@ def scan_sensitivity(
 ) -> Sensitivity:
     """Prune each group of ``space`` alone at ``low + f * (high - low)`` for each fraction."""
     device = next(baseline.parameters()).device
-    batches = validation_subset(data, max_images)
+    batches = validation_subset(data, images=max_images)
     example = torch.zeros(1, *input_shape, device=device)
     ratios: dict[str, tuple[float, ...]] = {}
     accuracy: dict[str, tuple[float, ...]] = {}
@@ -142,13 +119,13 @@ def scan_sensitivity(
                     seed=seed,
                     residual=True,
                 )
-            results.append(_subset_accuracy(pruned, batches))
+            results.append(evaluate_batches(pruned, batches).accuracy)
             done += 1
             if progress is not None:
                 progress(done, total)
         ratios[group.name], accuracy[group.name] = scanned, tuple(results)
     return Sensitivity(
-        parent_accuracy=_subset_accuracy(baseline, batches),
+        parent_accuracy=evaluate_batches(baseline, batches).accuracy,
         images=sum(labels.numel() for _, labels in batches),
         ratios=ratios,
         accuracy=accuracy,

@@ -28,10 +28,12 @@ from autoprune.config import (
     BaselineConfig,
     CalibrationConfig,
     DataConfig,
+    HalvingConfig,
     ModelConfig,
     RunConfig,
     SearchConfig,
     TrainConfig,
+    check_halving,
     check_search_cost,
 )
 from autoprune.data import DataSplits, ImageData, load_dataset
@@ -46,6 +48,7 @@ from autoprune.prune import CRITERIA
 from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, parse_edge_bits
 from autoprune.search.budget import Budget, BudgetAllocator, CostModel
 from autoprune.search.export import DATA_DIR_ATTR
+from autoprune.search.halving import RungPruner
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
 from autoprune.search.samplers import DistinctSampler, check_sampler_options
@@ -137,6 +140,9 @@ class SearchRequest:
     warm_start: str | None = None
     # the second objective of a two-objective search: "size" (MB) or "bops" (GBOPs)
     cost: str = "size"
+    # successive halving of a budget search's candidates (autoprune.config.HalvingConfig);
+    # None: every candidate is fine-tuned in full
+    halving: HalvingConfig | None = None
 
     def quant_spec(self) -> QuantSpec:
         """The requested quantization with the default filled in (no checkpoint involved)."""
@@ -374,6 +380,12 @@ class SearchSession:
         check_search_cost(
             request.cost, budget=self.budget_target is not None, method=request.method
         )
+        check_halving(
+            request.halving,
+            budget=self.budget_target is not None,
+            method=request.method,
+            steps=request.finetune.steps,
+        )
         if request.method == "layerwise" and request.warm_start is not None:
             raise ConfigError(
                 "the layerwise method has no warm start: drop `warm_start` or use `method='joint'`"
@@ -511,6 +523,7 @@ class SearchSession:
                 warm_start=request.warm_start,
                 sampler_options=dict(request.sampler_options),
                 cost=request.cost,
+                halving=request.halving,
             ),
         )
         # Opened once the request is known to be valid, still before minutes of training.
@@ -524,6 +537,8 @@ class SearchSession:
             n_startup_trials=len(self.space.groups) // 2 + 6,
             options=request.sampler_options,
         )  # the layer-wise method makes one sampler per group instead
+        if request.halving is not None:
+            self.study.pruner = RungPruner(request.halving)
 
     def _obtain_baseline(self, progress: Progress | None) -> None:
         """The unpruned network: the checkpoint's or the module as given, else trained (or
@@ -587,6 +602,7 @@ class SearchSession:
             criterion=self.request.criterion,
             finetune_config=self.request.finetune,
             calibration_config=self.run_config.search.calibration or CalibrationConfig(),
+            halving=self.request.halving,
         )
         if self.request.method == "joint" and self.request.warm_start == "sensitivity":
             self._enqueue_warm_start()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from autoprune.config import RunConfig
 from autoprune.errors import ConfigError
@@ -25,7 +25,14 @@ from autoprune.search.budget import BudgetAllocator
 from autoprune.search.objective import CandidateEvaluator
 from autoprune.search.record import TrialRecord
 from autoprune.search.space import SearchSpace
-from autoprune.search.worker import TrialFailed, accounted, enqueue_once
+from autoprune.search.worker import (
+    FINISHED,
+    Evaluate,
+    TrialFailed,
+    TrialStopped,
+    accounted,
+    enqueue_once,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -199,24 +206,29 @@ def enqueue_labelled(
     enqueue_once(study, storage, params, distributions, user_attrs=record.to_user_attrs())
 
 
-def completed_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+def finished_trials(study: optuna.Study) -> int:
+    """The trials that count towards a search's total: complete, or stopped by halving."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def make_evaluation(
     evaluate: CandidateEvaluator, *, seed: int, budget: bool = False, cost: str = "size"
-) -> Callable[[int, dict[str, float], Callable[[int, int], None]], tuple[tuple[float, ...], dict]]:
-    """``(number, ratios, progress) -> (objective values, user attributes)`` of a trial;
-    ``TrialFailed`` when the fine-tuned candidate's loss is not finite. A ``budget`` search
+) -> Evaluate:
+    """``(number, ratios, progress, rung) -> (objective values, user attributes)`` of a trial
+    (``worker.Evaluate``); ``TrialFailed`` when the fine-tuned candidate's loss is not finite,
+    ``TrialStopped`` with its record when halving stopped it at a rung. A ``budget`` search
     has one objective, and its records keep the ratios (its parameters are a shape); else the
     second objective is the ``cost``: size in MB or GBOPs (``objective_names``)."""
     if cost not in COST_OBJECTIVES:
         raise ConfigError(f"unknown search cost {cost!r}: use one of {', '.join(COST_OBJECTIVES)}")
 
     def evaluation(
-        number: int, ratios: dict[str, float], progress: Callable[[int, int], None]
+        number: int,
+        ratios: dict[str, float],
+        progress: Callable[[int, int], None],
+        rung: Callable[[int, float], bool] | None = None,
     ) -> tuple[tuple[float, ...], dict]:
-        result = evaluate(ratios, seed=seed + number, progress=progress)
+        result = evaluate(ratios, seed=seed + number, progress=progress, rung=rung)
         if not (math.isfinite(result.val_loss) and math.isfinite(result.val_accuracy)):
             raise TrialFailed(f"fine-tuning diverged (validation loss {result.val_loss})")
         record = TrialRecord(
@@ -228,7 +240,10 @@ def make_evaluation(
             kept_channels=result.kept_channels,
             seconds={k: round(v, 3) for k, v in result.seconds.items()},
             ratios=dict(ratios) if budget else None,
+            stopped_at=result.stopped_at,
         )
+        if result.stopped_at is not None:
+            raise TrialStopped(record.to_user_attrs())
         if budget:
             return (result.val_accuracy,), record.to_user_attrs()
         second = result.bops / BOPS_PER_GBOPS if cost == "bops" else result.size_bits / BITS_PER_MB
@@ -281,6 +296,7 @@ def study_summaries(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]
                 "dataset": config.data.name if config else "?",
                 "method": config.search.method if config else "?",
                 "complete": counts["COMPLETE"],
+                "stopped": counts.get("PRUNED", 0),  # by successive halving
                 "running": counts["RUNNING"],
                 "failed": counts["FAIL"],
             }

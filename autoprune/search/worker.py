@@ -76,6 +76,15 @@ class TrialFailed(Exception):
     """The candidate cannot be scored (e.g. its fine-tuning diverged): fail this trial only."""
 
 
+class TrialStopped(Exception):
+    """Successive halving stopped the candidate at a rung: the trial is PRUNED, with the
+    ``attrs`` of its record (``autoprune.search.halving``)."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        super().__init__(f"stopped at rung {attrs.get('stopped_at')}")
+        self.attrs = attrs
+
+
 class Stop(KeyboardInterrupt):
     """The worker was asked to stop: ``reason`` is interrupt (SIGINT), terminate (SIGTERM)
     or timeout. A KeyboardInterrupt, so code that saves work on Ctrl-C does so here too."""
@@ -457,9 +466,15 @@ class TrialObserver(Protocol):
 
 
 Evaluate = Callable[
-    [int, dict[str, float], Callable[[int, int], None]],
+    [int, dict[str, float], Callable[[int, int], None], Callable[[int, float], bool]],
     tuple[Sequence[float], dict[str, Any]],
 ]
+"""``(number, ratios, progress, rung) -> (objective values, record attributes)``; ``rung(steps,
+accuracy)`` reports an intermediate score and says whether to go on; ``TrialFailed`` or
+``TrialStopped`` end the trial otherwise."""
+
+# the trials that count towards a search's total: scored in full, or stopped by halving
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def _storage_failure(label: str, what: str, error: BaseException) -> StorageError:
@@ -481,7 +496,8 @@ def _storage_failure(label: str, what: str, error: BaseException) -> StorageErro
 
 @dataclass
 class Worker:
-    """Runs trials of ``study`` until it holds ``total_trials`` complete ones."""
+    """Runs trials of ``study`` until it holds ``total_trials`` finished ones (complete, or
+    stopped at a rung by successive halving)."""
 
     study: optuna.Study
     storage: BaseStorage
@@ -519,15 +535,15 @@ class Worker:
             with self._store("checking for dead workers"):
                 fail_dead_trials(self.study, self.storage, self.liveness)
                 trials = self.study.get_trials(deepcopy=False)
-            complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            finished = sum(t.state in FINISHED for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            if complete >= self.total_trials:
+            if finished >= self.total_trials:
                 return completed
-            if complete + running >= self.total_trials:
+            if finished + running >= self.total_trials:
                 self.control.sleep(self.poll_s)  # others finish, or die and are retried
                 continue
             outcome = self._one_trial(allow_duplicate=discards >= 10)
-            if outcome == "complete":
+            if outcome in ("complete", "stopped"):
                 completed, failures, discards = completed + 1, 0, 0
             elif outcome == "failed":
                 failures += 1
@@ -568,8 +584,15 @@ class Worker:
                     raise _storage_failure(self.label, "marking a trial alive", heartbeat.error)
                 self.observer.finetune_step(done, total)
 
+            def rung(steps: int, accuracy: float) -> bool:
+                with self._store("reporting a rung"):
+                    trial.report(accuracy, steps)
+                    return not trial.should_prune()
+
             try:
-                values, attrs = self.evaluate(trial.number, ratios, progress)
+                values, attrs = self.evaluate(trial.number, ratios, progress, rung)
+            except TrialStopped as stopped:
+                return self._record_stopped(trial, stopped.attrs)
             except TrialFailed as failure:
                 logger.warning("trial %d failed: %s", trial.number, failure)
                 self.observer.phase("storage")
@@ -607,8 +630,20 @@ class Worker:
             if heartbeat is not None:
                 heartbeat.stop()
 
+    def _record_stopped(self, trial: optuna.Trial, attrs: dict[str, Any]) -> str:
+        self.observer.phase("storage")
+        with self._store("recording a stopped trial"):
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            frozen = self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        self.observer.trial_finished(frozen)
+        if frozen.state != TrialState.PRUNED:
+            raise UpdateFinishedTrialError(f"trial {trial.number} was failed meanwhile")
+        return "stopped"
+
     def _verdict(self, trial: optuna.Trial, allow_duplicate: bool) -> str | None:
-        trials = self.study.get_trials(deepcopy=False, states=ALIVE)
+        # a stopped point counts too: it is finished, and need not be stopped again
+        trials = self.study.get_trials(deepcopy=False, states=(*ALIVE, TrialState.PRUNED))
         if len(trials) > self.total_trials:
             return "surplus"
         mine = next(t for t in trials if t.number == trial.number)

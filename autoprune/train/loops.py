@@ -8,7 +8,7 @@ export all of it as plain data, so an interrupted run continues with bit-identic
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,15 +120,24 @@ def evaluate(model: nn.Module, data: ImageData, split: str, batch_size: int = 51
     in the device's training memory format, so it does not depend on whether the model was
     just trained or just loaded.
     """
+    return evaluate_batches(model, data.batches(split, batch_size))
+
+
+def evaluate_batches(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> Evaluation:
+    """``evaluate`` on given batches (e.g. ``autoprune.data.validation_subset``); the model's
+    training mode is restored afterwards, and no random number is drawn."""
     was_training = model.training
     model.eval()
     memory_format = training_memory_format(_device_of(model))
     correct, loss, count = 0, 0.0, 0
-    for images, labels in data.batches(split, batch_size):
-        logits = model(to_memory_format(images, memory_format))
-        loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(1) == labels).sum().item()
-        count += labels.numel()
+    with torch.no_grad():
+        for images, labels in batches:
+            logits = model(to_memory_format(images, memory_format))
+            loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            count += labels.numel()
     model.train(was_training)
     return Evaluation(accuracy=correct / max(count, 1), loss=loss / max(count, 1))
 

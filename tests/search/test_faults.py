@@ -100,8 +100,8 @@ def test_diverging_trial_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyP
     real = session.evaluator.__class__.__call__
     calls = []
 
-    def sometimes_nan(self, ratios, *, seed, progress=None) -> CandidateResult:
-        result = real(self, ratios, seed=seed, progress=progress)
+    def sometimes_nan(self, ratios, *, seed, progress=None, rung=None) -> CandidateResult:
+        result = real(self, ratios, seed=seed, progress=progress, rung=rung)
         calls.append(seed)
         if len(calls) == 2:  # the second candidate's fine-tuning "diverges"
             return CandidateResult(**{**result.__dict__, "val_loss": float("nan")})
@@ -121,8 +121,8 @@ def test_every_trial_diverging_stops_with_one_error(
     session = SearchSession(_request(tmp_path / "s.db", 8, steps=1))
     real = session.evaluator.__class__.__call__
 
-    def always_nan(self, ratios, *, seed, progress=None) -> CandidateResult:
-        result = real(self, ratios, seed=seed, progress=progress)
+    def always_nan(self, ratios, *, seed, progress=None, rung=None) -> CandidateResult:
+        result = real(self, ratios, seed=seed, progress=progress, rung=rung)
         return CandidateResult(**{**result.__dict__, "val_loss": float("inf")})
 
     monkeypatch.setattr(session.evaluator.__class__, "__call__", always_nan)

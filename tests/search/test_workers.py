@@ -143,7 +143,7 @@ def test_a_worker_never_evaluates_ratios_another_trial_runs(tmp_path: Path) -> N
     other = study.ask({"a": RATIO})  # another worker's trial, running
     taken = other.params["a"]
 
-    def evaluate(number, ratios, progress):
+    def evaluate(number, ratios, progress, rung):
         if other.number not in [t.number for t in study.trials if t.state.is_finished()]:
             study.tell(other, [0.5, 1.0])  # the other worker finishes meanwhile
         return (0.9, 0.5), {}

@@ -1,0 +1,29 @@
+"""``search --halving``: stopped trials print one line each, count towards --trials, and
+``studies`` lists them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from typer.testing import CliRunner
+
+from autoprune_cli.main import app
+
+TINY = "--model tiny_resnet --bits 2 --epochs 1 --finetune-steps 3 --max-train 256 --device cpu"
+
+
+def test_search_with_halving_prints_stopped_trials_and_counts_them(tmp_path: Path) -> None:
+    storage = str(tmp_path / "s.db")
+    argv = [*TINY.split(), "--trials", "7", "--storage", storage, "--study", "h"]
+    argv += ["--target-size", "60%", "--halving", "0,1"]
+    result = CliRunner().invoke(app, ["search", *argv])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="h", storage=f"sqlite:///{storage}")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 7
+    stopped_lines = [line for line in result.output.splitlines() if "stopped after" in line]
+    assert len(stopped_lines) == states.count("PRUNED")
+    assert all("subset acc" in line and "MB" in line for line in stopped_lines)
+    listed = CliRunner().invoke(app, ["studies", "--storage", storage])
+    assert "stopped" in listed.output and str(states.count("PRUNED")) in listed.output
