@@ -28,6 +28,7 @@ FULL = TrialRecord(
     probe=True,
     repeat_of=2,
     ratios={"features.3": 0.5},
+    stopped_at=10,
 )
 DISTRIBUTIONS = {"g": optuna.distributions.FloatDistribution(0.0, 0.6)}
 
