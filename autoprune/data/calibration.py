@@ -45,20 +45,20 @@ def validation_subset(data: ImageData, *, images: int, batch_size: int = 512) ->
     """
     classes = data.num_classes
     share = -(-images // classes)  # ceil: every class gets the same count
-    counts = torch.zeros(classes, dtype=torch.int64)
+    counts = [0] * classes
     kept_images: list[torch.Tensor] = []
     kept_labels: list[torch.Tensor] = []
     for batch_images, labels in data.batches("val", batch_size):
-        mask = torch.zeros(labels.numel(), dtype=torch.bool)
+        keep = []
         for index, label in enumerate(labels.tolist()):
             if counts[label] < share:
                 counts[label] += 1
-                mask[index] = True
-        if mask.any():
-            where = mask.to(labels.device)
+                keep.append(index)
+        if keep:
+            where = torch.tensor(keep, device=labels.device)
             kept_images.append(batch_images[where])
             kept_labels.append(labels[where])
-        if bool((counts >= share).all()):
+        if min(counts) >= share:
             break
     if not kept_labels:
         return []

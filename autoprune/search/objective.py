@@ -222,17 +222,18 @@ class CandidateEvaluator:
         model, kept = self.prune(ratios, seed=seed)
         pruned = time.perf_counter()
         rungs = set(self.halving.rungs) if self.halving is not None and rung else set()
-        scoring = [0.0]  # seconds spent scoring rungs
+        scoring = 0.0  # seconds spent scoring rungs
         watched = progress
         if rungs:
 
             def watched(done: int, total: int) -> None:
+                nonlocal scoring
                 if progress is not None:
                     progress(done, total)
                 if done in rungs:
                     began = time.perf_counter()
                     score = evaluate_batches(model, self.rung_batches())
-                    scoring[0] += time.perf_counter() - began
+                    scoring += time.perf_counter() - began
                     if not rung(done, score.accuracy):
                         raise _StoppedAtRung(done, score)
 
@@ -245,8 +246,8 @@ class CandidateEvaluator:
         val = evaluate(model, self.data, "val") if stopped is None else stopped.score
         seconds = {
             "prune": pruned - started,
-            "finetune": recovered - pruned - scoring[0],
-            "evaluate": time.perf_counter() - recovered + scoring[0],
+            "finetune": recovered - pruned - scoring,
+            "evaluate": time.perf_counter() - recovered + scoring,
         }
         cost = measure(model, self.model_config.input_shape)
         return CandidateResult(
