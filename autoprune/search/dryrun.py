@@ -135,7 +135,8 @@ def _time_trial(
         ).build(
             ratios,
             seed=request.seed,
-            progress=lambda done, total: stamps.append(time.perf_counter()),
+            # the ends of steps; recover's call at step 0 (before any step) is no step's end
+            progress=lambda done, total: stamps.append(time.perf_counter()) if done else None,
             seconds=seconds,
         )
 
