@@ -13,6 +13,9 @@ the test split, which no method saw:
   ``warm_start="sensitivity"``. ``gp-halving``: the same with successive halving (one rung
   after 10 of the 40 fine-tuning steps, the best third goes on) and twice the trials, about
   the fine-tuning steps of ``gp`` (stopped trials count; compare the seconds choosing).
+- ``gp-pick-loss`` (and likewise for each search): the same study, its final pick made by the
+  lowest validation loss after the short fine-tune rather than the highest accuracy. When both
+  rules pick the same trial, the row is the search's own (the same network, not exported twice).
 
 Every method's network is also scored after the search's own short fine-tune on the
 validation split (``short_val``), so the search's advantage in its own currency can be set
@@ -56,8 +59,11 @@ from autoprune.search.session import SearchRequest, SearchSession
 from autoprune.train import evaluate
 
 SEARCHES = ("gp", "gp-warm", "gp-halving")
+# A search's study again, its final pick made by the lowest validation loss instead of the
+# highest validation accuracy (no new trials: it resumes the study of the search it names).
+LOSS_PICK = "-pick-loss"
+METHODS = ("parent", *ALLOCATIONS.names(), *SEARCHES, *(s + LOSS_PICK for s in SEARCHES))
 HALVING = HalvingConfig(rungs=(10,))
-METHODS = ("parent", *ALLOCATIONS.names(), *SEARCHES)
 EXPORT = FinetuneConfig(steps=400, lr=3e-4, warmup=0.05, bn_batches=16, distill=1.0)
 
 
@@ -103,6 +109,11 @@ def _request(args: argparse.Namespace, space: Path, method: str, **extra) -> Sea
     )
 
 
+def _append(log: Path, row: Row) -> None:
+    with log.open("a") as handle:
+        handle.write(json.dumps(asdict(row)) + "\n")
+
+
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,8 +154,7 @@ def run(args: argparse.Namespace) -> None:
             val_images,
             test_images,
         )
-        with log.open("a") as handle:
-            handle.write(json.dumps(asdict(row)) + "\n")
+        _append(log, row)
         done[_key(args.setting, args.target, method)] = row
         print(
             f"{args.setting} {args.target} {method:>8s}: size {row.size_pct:5.2f} %  short val "
@@ -186,7 +196,9 @@ def run(args: argparse.Namespace) -> None:
             ratios = allocate(method, context)
             chose = time.perf_counter() - begun
             finish(method, ratios, short_val(ratios), chose)
-        elif method in SEARCHES:
+        elif method.removesuffix(LOSS_PICK) in SEARCHES:
+            by_loss = method.endswith(LOSS_PICK)
+            method = method.removesuffix(LOSS_PICK)
             searcher = session
             if method == "gp-warm":
                 searcher = SearchSession(
@@ -198,10 +210,19 @@ def run(args: argparse.Namespace) -> None:
             searcher.run()
             trials = [t for t in searcher.study.trials if t.state.name in ("COMPLETE", "PRUNED")]
             complete = [t for t in trials if t.state.name == "COMPLETE"]
-            best = max(complete, key=lambda t: (t.values[0], -t.number))
+            if by_loss:
+                best = min(complete, key=lambda t: (TrialRecord.from_trial(t).val_loss, t.number))
+            else:
+                best = max(complete, key=lambda t: (t.values[0], -t.number))
             assert TrialRecord.from_trial(best).size_bits <= allocator.budget.limit
             chose = sum(sum((TrialRecord.from_trial(t).seconds or {}).values()) for t in trials)
-            finish(method, trial_ratios(best), best.values[0], chose, trials=len(trials))
+            ratios = trial_ratios(best)
+            own = done.get(_key(args.setting, args.target, method))
+            if by_loss and own is not None and own.ratios == ratios:
+                _append(log, replace(own, method=method + LOSS_PICK))
+                continue
+            name = method + LOSS_PICK if by_loss else method
+            finish(name, ratios, best.values[0], chose, trials=len(trials))
         else:
             raise SystemExit(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     report(out)

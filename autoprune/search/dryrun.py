@@ -39,7 +39,7 @@ class SearchPlan:
     """What a search would do, measured without running it."""
 
     study_name: str
-    study: str  # "new study in a new file", "new study", "resumes: 5 complete trials"
+    study: str  # "new study in a new file", "new study", "resumes: 5 complete trials, 2 stopped"
     baseline: str  # where the unpruned network would come from
     dataset: str
     train_images: int
@@ -80,8 +80,10 @@ def _study_state(request: SearchRequest, name: str) -> str:
     opened = open_search_storage(storage)
     if name not in optuna.study.get_all_study_names(storage=opened):
         return "new study"
-    done = finished_trials(optuna.load_study(study_name=name, storage=opened))
-    return f"resumes: {done} complete trials"
+    study = optuna.load_study(study_name=name, storage=opened)
+    complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    stopped = finished_trials(study) - complete
+    return f"resumes: {complete} complete trials" + (f", {stopped} stopped" if stopped else "")
 
 
 def _baseline(preview: _Preview) -> tuple[nn.Module, str]:

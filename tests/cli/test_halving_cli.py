@@ -27,3 +27,9 @@ def test_search_with_halving_prints_stopped_trials_and_counts_them(tmp_path: Pat
     assert all("subset acc" in line and "MB" in line for line in stopped_lines)
     listed = CliRunner().invoke(app, ["studies", "--storage", storage])
     assert "stopped" in listed.output and str(states.count("PRUNED")) in listed.output
+    dry = CliRunner().invoke(app, ["search", *argv, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    resumes = f"resumes: {states.count('COMPLETE')} complete trials"
+    if states.count("PRUNED"):
+        resumes += f", {states.count('PRUNED')} stopped"
+    assert resumes in dry.output
