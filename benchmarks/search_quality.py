@@ -81,17 +81,18 @@ class Row:
     trials: int = 0
     val_images: int = 0
     test_images: int = 0
+    export_steps: int = 400  # rows written before it was recorded all had 400
 
 
-def _key(setting: str, target: str, method: str) -> str:
-    return f"{setting}/{target}/{method}"
+def _key(setting: str, target: str, method: str, export_steps: int) -> str:
+    return f"{setting}/{target}/{method}/{export_steps}"
 
 
 def _load(path: Path) -> dict[str, Row]:
     if not path.is_file():
         return {}
     rows = [Row(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
-    return {_key(r.setting, r.target, r.method): r for r in rows}
+    return {_key(r.setting, r.target, r.method, r.export_steps): r for r in rows}
 
 
 def _request(args: argparse.Namespace, space: Path, method: str, **extra) -> SearchRequest:
@@ -153,9 +154,10 @@ def run(args: argparse.Namespace) -> None:
             trials,
             val_images,
             test_images,
+            args.export_steps,
         )
         _append(log, row)
-        done[_key(args.setting, args.target, method)] = row
+        done[_key(args.setting, args.target, method, args.export_steps)] = row
         print(
             f"{args.setting} {args.target} {method:>8s}: size {row.size_pct:5.2f} %  short val "
             f"{100 * short_val:6.2f} %  export test {100 * test:6.2f} %  "
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace) -> None:
 
     methods = args.methods.split(",") if args.methods else list(METHODS)
     for method in methods:
-        if _key(args.setting, args.target, method) in done:
+        if _key(args.setting, args.target, method, args.export_steps) in done:
             continue
         begun = time.perf_counter()
         if method == "parent":
@@ -217,7 +219,7 @@ def run(args: argparse.Namespace) -> None:
             assert TrialRecord.from_trial(best).size_bits <= allocator.budget.limit
             chose = sum(sum((TrialRecord.from_trial(t).seconds or {}).values()) for t in trials)
             ratios = trial_ratios(best)
-            own = done.get(_key(args.setting, args.target, method))
+            own = done.get(_key(args.setting, args.target, method, args.export_steps))
             if by_loss and own is not None and own.ratios == ratios:
                 _append(log, replace(own, method=method + LOSS_PICK))
                 continue
@@ -238,23 +240,23 @@ def report(out: Path) -> None:
         "# Search quality at matched size",
         "",
         "Each network is pruned with the same criterion "
-        f"({CRITERION}), recovered by the same export recipe ({EXPORT.steps} distilled steps, "
-        f"lr {EXPORT.lr:g}) and scored once on the test split. `short val`: after the search's "
-        "own short fine-tune, on the validation split. `vs parent`: export test accuracy minus "
-        "the parent's (given the same export recipe). One seed per row.",
+        f"({CRITERION}), recovered by the same export recipe (distilled, lr {EXPORT.lr:g}, "
+        "the steps each section names) and scored once on the test split. `short val`: after "
+        "the search's own short fine-tune, on the validation split. `vs parent`: export test "
+        "accuracy minus the parent's (given the same export recipe). One seed per row.",
         "",
     ]
-    groups: dict[tuple[str, str], list[Row]] = {}
+    groups: dict[tuple[str, str, int], list[Row]] = {}
     for row in rows.values():
-        groups.setdefault((row.setting, row.target), []).append(row)
-    for (setting, target), found in sorted(groups.items()):
+        groups.setdefault((row.setting, row.target, row.export_steps), []).append(row)
+    for (setting, target, export_steps), found in sorted(groups.items()):
         order = {m: i for i, m in enumerate(METHODS)}
         found.sort(key=lambda r: order.get(r.method, 99))
         parent = next((r for r in found if r.method == "parent"), None)
         n_test = found[0].test_images
         se = _standard_error(found[0].test, n_test)
         lines += [
-            f"## {setting}, target size {target}",
+            f"## {setting}, target size {target}, export recipe {export_steps} steps",
             "",
             f"Test images: {n_test:,} (one standard error about {100 * se:.2f} pt); "
             f"validation images: {found[0].val_images:,}.",

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from autoprune.config import RunConfig
+from autoprune.config import SEARCH_COSTS, RunConfig
 from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search.budget import BudgetAllocator
@@ -37,8 +37,9 @@ from autoprune.search.worker import (
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
-# The second objective's name per ``SearchConfig.cost``, and the trial's value of it.
+# The second objective's name per ``SearchConfig.cost`` (``config.SEARCH_COSTS``).
 COST_OBJECTIVES = {"size": "size_mb", "bops": "gbops"}
+assert set(COST_OBJECTIVES) == set(SEARCH_COSTS), "name the objective of every search cost"
 BOPS_PER_GBOPS = 1e9
 # A budget search (``autoprune.search.budget``): every trial fits, accuracy is all that is left.
 BUDGET_DIRECTIONS = ("maximize",)
@@ -219,8 +220,8 @@ def make_evaluation(
     ``TrialStopped`` with its record when halving stopped it at a rung. A ``budget`` search
     has one objective, and its records keep the ratios (its parameters are a shape); else the
     second objective is the ``cost``: size in MB or GBOPs (``objective_names``)."""
-    if cost not in COST_OBJECTIVES:
-        raise ConfigError(f"unknown search cost {cost!r}: use one of {', '.join(COST_OBJECTIVES)}")
+    if cost not in SEARCH_COSTS:
+        raise ConfigError(f"unknown search cost {cost!r}: use one of {', '.join(SEARCH_COSTS)}")
 
     def evaluation(
         number: int,
