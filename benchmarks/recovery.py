@@ -149,6 +149,32 @@ def _study_candidates(
     ]
 
 
+def _row_candidates(source: str) -> list[tuple[str, dict[str, float], float, float, int]]:
+    """The networks ``search_quality.py`` exported at one setting and target
+    (``RECORDS_FILE:SETTING/TARGET``), the parent left out: ``(method, ratios, size fraction,
+    export test accuracy, export steps)`` in the file's order. Their exports are reused, not
+    rerun: the same recipe as ``EXPORT`` (another seed)."""
+    path, _, where = source.rpartition(":")
+    setting, _, target = where.partition("/")
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    chosen = [
+        r
+        for r in rows
+        if r["setting"] == setting and r["target"] == target and r["method"] != "parent"
+    ]
+    seen: set[str] = set()
+    candidates = []
+    for r in chosen:
+        key = json.dumps(r["ratios"], sort_keys=True)
+        if key not in seen:  # a pick both rules made is one network
+            seen.add(key)
+            fraction = r["size_pct"] / 100
+            candidates.append(
+                (r["method"], r["ratios"], fraction, r["test"], r.get("export_steps", 400))
+            )
+    return candidates
+
+
 def _recover(
     pruned: nn.Module,
     parent: nn.Module,
@@ -185,7 +211,14 @@ def run(args: argparse.Namespace) -> None:
         seed=recorded.seed,
     )
     example = torch.zeros(1, *config.input_shape)
-    if args.from_study:
+    exported: dict[int, tuple[float, int]] = {}  # candidate -> (test accuracy, steps) reused
+    if args.from_rows:
+        rows = _row_candidates(args.from_rows)
+        candidates = [(ratios, fraction) for _, ratios, fraction, _, _ in rows]
+        exported = {i: (test, steps) for i, (_, _, _, test, steps) in enumerate(rows)}
+        names = ", ".join(f"{i} {method}" for i, (method, *_) in enumerate(rows))
+        print(f"{len(candidates)} candidates from {args.from_rows} ({names}); log {log}")
+    elif args.from_study:
         candidates = _study_candidates(args.from_study, parent, config.input_shape)
         print(f"{len(candidates)} candidates from study {args.from_study}; log {log}")
     else:
@@ -226,7 +259,12 @@ def run(args: argparse.Namespace) -> None:
                     chosen = args.seed + COMMON_SEEDS.get(recipe, 1000 + max(index, 0))
                     values = _recover(pruned, parent, data, RECIPES[recipe], steps, "val", chosen)
                     record(index, recipe, steps, "val", values, ratios, fraction)
-        if _key(index, "export", EXPORT_STEPS) not in done:
+        if index in exported:
+            if _key(index, "export", EXPORT_STEPS) not in done:
+                test, steps = exported[index]
+                assert steps == EXPORT_STEPS, "reuse only exports of the same recipe"
+                record(index, "export", steps, "test", (test, math.nan, 0.0), ratios, fraction)
+        elif _key(index, "export", EXPORT_STEPS) not in done:
             values = _recover(pruned, parent, data, EXPORT, EXPORT_STEPS, "test", seed)
             record(index, "export", EXPORT_STEPS, "test", values, ratios, fraction)
     report(out, args.from_study)
@@ -458,6 +496,13 @@ def main() -> None:
         default="",
         help="Candidates from a real search instead of random draws: STORAGE_FILE:STUDY "
         "(SQLite), its complete trials in order.",
+    )
+    parser.add_argument(
+        "--from-rows",
+        default="",
+        help="Candidates from search_quality.py's networks at one setting and target, their "
+        "exports reused: RECORDS_FILE:SETTING/TARGET, e.g. "
+        "benchmarks/results/search_quality/records.jsonl:w2a2-fmnist/30%%.",
     )
     parser.add_argument(
         "--recipes",
