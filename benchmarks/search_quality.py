@@ -91,18 +91,19 @@ class Row:
     trials: int = 0
     val_images: int = 0
     test_images: int = 0
-    export_steps: int = 400  # rows written before it was recorded all had 400
+    export_steps: int = 400  # rows written before these were recorded had 400 at 3e-4
+    export_lr: float = 3e-4
 
 
-def _key(setting: str, target: str, method: str, export_steps: int) -> str:
-    return f"{setting}/{target}/{method}/{export_steps}"
+def _key(setting: str, target: str, method: str, export_steps: int, export_lr: float) -> str:
+    return f"{setting}/{target}/{method}/{export_steps}/{export_lr:g}"
 
 
 def _load(path: Path) -> dict[str, Row]:
     if not path.is_file():
         return {}
     rows = [Row(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
-    return {_key(r.setting, r.target, r.method, r.export_steps): r for r in rows}
+    return {_key(r.setting, r.target, r.method, r.export_steps, r.export_lr): r for r in rows}
 
 
 def _request(args: argparse.Namespace, space: Path, method: str, **extra) -> SearchRequest:
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace) -> None:
     allocator = session.allocator
     assert allocator is not None
     unpruned = measure(parent, config.input_shape).size_bits
-    exporter = replace(session.evaluator, finetune_config=replace(EXPORT, steps=args.export_steps))
+    export = replace(EXPORT, steps=args.export_steps, lr=args.export_lr)
+    exporter = replace(session.evaluator, finetune_config=export)
+    recipe = (args.export_steps, args.export_lr)
     val_images = data.num_examples("val")
     test_images = data.num_examples("test")
 
@@ -165,9 +168,10 @@ def run(args: argparse.Namespace) -> None:
             val_images,
             test_images,
             args.export_steps,
+            args.export_lr,
         )
         _append(log, row)
-        done[_key(args.setting, args.target, method, args.export_steps)] = row
+        done[_key(args.setting, args.target, method, *recipe)] = row
         print(
             f"{args.setting} {args.target} {method:>8s}: size {row.size_pct:5.2f} %  short val "
             f"{100 * short_val:6.2f} %  export test {100 * test:6.2f} %  "
@@ -197,7 +201,7 @@ def run(args: argparse.Namespace) -> None:
 
     methods = args.methods.split(",") if args.methods else list(METHODS)
     for method in methods:
-        if _key(args.setting, args.target, method, args.export_steps) in done:
+        if _key(args.setting, args.target, method, *recipe) in done:
             continue
         begun = time.perf_counter()
         if method == "parent":
@@ -227,7 +231,7 @@ def run(args: argparse.Namespace) -> None:
             assert TrialRecord.from_trial(best).size_bits <= allocator.budget.limit
             chose = sum(sum((TrialRecord.from_trial(t).seconds or {}).values()) for t in trials)
             ratios = trial_ratios(best)
-            own = done.get(_key(args.setting, args.target, method, args.export_steps))
+            own = done.get(_key(args.setting, args.target, method, *recipe))
             if by_loss and own is not None and own.ratios == ratios:
                 _append(log, replace(own, method=method + LOSS_PICK))
                 continue
@@ -248,23 +252,26 @@ def report(out: Path) -> None:
         "# Search quality at matched size",
         "",
         "Each network is pruned with the same criterion "
-        f"({CRITERION}), recovered by the same export recipe (distilled, lr {EXPORT.lr:g}, "
-        "the steps each section names) and scored once on the test split. `short val`: after "
+        f"({CRITERION}), recovered by the same export recipe (distilled, with the steps and "
+        "peak rate each section names) and scored once on the test split. `short val`: after "
         "the search's own short fine-tune, on the validation split. `vs parent`: export test "
         "accuracy minus the parent's (given the same export recipe). One seed per row.",
         "",
     ]
     groups: dict[tuple[str, str, int], list[Row]] = {}
     for row in rows.values():
-        groups.setdefault((row.setting, row.target, row.export_steps), []).append(row)
-    for (setting, target, export_steps), found in sorted(groups.items()):
+        groups.setdefault((row.setting, row.target, row.export_steps, row.export_lr), []).append(
+            row
+        )
+    for (setting, target, export_steps, export_lr), found in sorted(groups.items()):
         order = {m: i for i, m in enumerate(METHODS)}
         found.sort(key=lambda r: order.get(r.method, 99))
         parent = next((r for r in found if r.method == "parent"), None)
         n_test = found[0].test_images
         se = max(_standard_error(r.test, n_test) for r in found)  # largest at the lowest score
         lines += [
-            f"## {setting}, target size {target}, export recipe {export_steps} steps",
+            f"## {setting}, target size {target}, export recipe {export_steps} steps at lr "
+            f"{export_lr:g}",
             "",
             f"Test images: {n_test:,} (one standard error at most {100 * se:.2f} pt); "
             f"validation images: {found[0].val_images:,}.",
@@ -300,6 +307,7 @@ def main() -> None:
     parser.add_argument("--methods", default="", help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export-steps", type=int, default=EXPORT.steps)
+    parser.add_argument("--export-lr", type=float, default=EXPORT.lr)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/search_quality")
     parser.add_argument("--report", action="store_true", help="only summarise the records")
