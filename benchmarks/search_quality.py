@@ -204,7 +204,18 @@ def run(args: argparse.Namespace) -> None:
         if _key(args.setting, args.target, method, *recipe) in done:
             continue
         begun = time.perf_counter()
-        if method == "parent":
+        # the choice does not depend on the export recipe: another recipe's row gives it
+        chosen = [
+            r
+            for r in done.values()
+            if (r.setting, r.target, r.method) == (args.setting, args.target, method)
+        ]
+        if chosen:
+            earlier = chosen[0]
+            finish(
+                method, earlier.ratios, earlier.short_val, earlier.seconds_choose, earlier.trials
+            )
+        elif method == "parent":
             ratios = dict.fromkeys(allocator.space.names, 0.0)
             finish(method, ratios, short_val(ratios), 0.0)
         elif method in ALLOCATIONS:
