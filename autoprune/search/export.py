@@ -2,7 +2,7 @@
 
 A joint-search trial's candidate is pruned exactly as the search pruned it (same baseline,
 criterion, ratios and seed), then recovered by the export recipe (``EXPORT_FINETUNE``: longer
-than a trial's fine-tune, distilled from the unpruned parent, at a low rate) or, with
+than a trial's fine-tune, distilled from the unpruned parent) or, with
 ``finetune=None``, by the trial's own fine-tune replayed, which reproduces the accuracy the
 search measured. A layer-wise trial's network was saved by the search and is read back (the
 recipe then continues from it). Either is saved with its kept channels per group, so
