@@ -207,6 +207,17 @@ def run(args: argparse.Namespace) -> None:
         if _key(args.setting, args.target, method, *recipe) in done:
             continue
         begun = time.perf_counter()
+        # the parent does not depend on the target: the same network, recipe and seed
+        twin = [
+            r
+            for r in done.values()
+            if r.setting == args.setting
+            and r.method == "parent"
+            and (r.export_steps, r.export_lr) == recipe
+        ]
+        if method == "parent" and twin:
+            _append(log, replace(twin[0], target=args.target))
+            continue
         # the choice does not depend on the export recipe: another recipe's row gives it
         chosen = [
             r
