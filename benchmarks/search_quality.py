@@ -152,6 +152,10 @@ def run(args: argparse.Namespace) -> None:
     val_images = data.num_examples("val")
     test_images = data.num_examples("test")
 
+    def keep(row: Row) -> None:
+        _append(log, row)
+        done[_key(row.setting, row.target, row.method, row.export_steps, row.export_lr)] = row
+
     def finish(method: str, ratios: dict[str, float], short_val: float, chose: float, trials=0):
         begun = time.perf_counter()
         network, _ = exporter.build(ratios, seed=args.seed + 10_000)
@@ -173,8 +177,7 @@ def run(args: argparse.Namespace) -> None:
             args.export_steps,
             args.export_lr,
         )
-        _append(log, row)
-        done[_key(args.setting, args.target, method, *recipe)] = row
+        keep(row)
         print(
             f"{args.setting} {args.target} {method:>8s}: size {row.size_pct:5.2f} %  short val "
             f"{100 * short_val:6.2f} %  export test {100 * test:6.2f} %  "
@@ -216,7 +219,7 @@ def run(args: argparse.Namespace) -> None:
             and (r.export_steps, r.export_lr) == recipe
         ]
         if method == "parent" and twin:
-            _append(log, replace(twin[0], target=args.target))
+            keep(replace(twin[0], target=args.target))
             continue
         # the choice does not depend on the export recipe: another recipe's row gives it
         chosen = [
@@ -258,7 +261,7 @@ def run(args: argparse.Namespace) -> None:
             ratios = trial_ratios(best)
             own = done.get(_key(args.setting, args.target, method, *recipe))
             if by_loss and own is not None and own.ratios == ratios:
-                _append(log, replace(own, method=method + LOSS_PICK))
+                keep(replace(own, method=method + LOSS_PICK))
                 continue
             name = method + LOSS_PICK if by_loss else method
             finish(name, ratios, best.values[0], chose, trials=len(trials))
@@ -283,7 +286,7 @@ def report(out: Path) -> None:
         "accuracy minus the parent's (given the same export recipe). One seed per row.",
         "",
     ]
-    groups: dict[tuple[str, str, int], list[Row]] = {}
+    groups: dict[tuple[str, str, int, float], list[Row]] = {}
     for row in rows.values():
         groups.setdefault((row.setting, row.target, row.export_steps, row.export_lr), []).append(
             row
