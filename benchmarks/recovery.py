@@ -149,18 +149,24 @@ def _study_candidates(
     ]
 
 
-def _row_candidates(source: str) -> list[tuple[str, dict[str, float], float, float, int]]:
+def _row_candidates(
+    source: str, export_lr: float
+) -> list[tuple[str, dict[str, float], float, float, int]]:
     """The networks ``search_quality.py`` exported at one setting and target
-    (``RECORDS_FILE:SETTING/TARGET``), the parent left out: ``(method, ratios, size fraction,
-    export test accuracy, export steps)`` in the file's order. Their exports are reused, not
-    rerun: the same recipe as ``EXPORT`` (another seed)."""
+    (``RECORDS_FILE:SETTING/TARGET``) with the export recipe at peak rate ``export_lr``:
+    ``(method, ratios, size fraction, export test accuracy, export steps)`` in the file's
+    order, the parent (all ratios 0) among them. Their exports are reused, not rerun: the same
+    recipe as this script's export (another seed)."""
     path, _, where = source.rpartition(":")
     setting, _, target = where.partition("/")
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     chosen = [
         r
         for r in rows
-        if r["setting"] == setting and r["target"] == target and r["method"] != "parent"
+        if r["setting"] == setting
+        and r["target"] == target
+        # rows written before the rate was recorded were exported at 3e-4
+        and math.isclose(r.get("export_lr", 3e-4), export_lr)
     ]
     seen: set[str] = set()
     candidates = []
@@ -211,11 +217,16 @@ def run(args: argparse.Namespace) -> None:
         seed=recorded.seed,
     )
     example = torch.zeros(1, *config.input_shape)
+    export = FinetuneConfig.from_dict({**EXPORT.to_dict(), "lr": args.export_lr})
     exported: dict[int, tuple[float, int]] = {}  # candidate -> (test accuracy, steps) reused
     if args.from_rows:
-        rows = _row_candidates(args.from_rows)
+        rows = _row_candidates(args.from_rows, args.export_lr)
+        parents = [row for row in rows if row[0] == "parent"]
+        if parents:  # the unpruned network is candidate -1 here
+            exported[-1] = (parents[0][3], parents[0][4])
+        rows = [row for row in rows if row[0] != "parent"]
         candidates = [(ratios, fraction) for _, ratios, fraction, _, _ in rows]
-        exported = {i: (test, steps) for i, (_, _, _, test, steps) in enumerate(rows)}
+        exported |= {i: (test, steps) for i, (_, _, _, test, steps) in enumerate(rows)}
         names = ", ".join(f"{i} {method}" for i, (method, *_) in enumerate(rows))
         print(f"{len(candidates)} candidates from {args.from_rows} ({names}); log {log}")
     elif args.from_study:
@@ -265,7 +276,7 @@ def run(args: argparse.Namespace) -> None:
                 assert steps == EXPORT_STEPS, "reuse only exports of the same recipe"
                 record(index, "export", steps, "test", (test, math.nan, 0.0), ratios, fraction)
         elif _key(index, "export", EXPORT_STEPS) not in done:
-            values = _recover(pruned, parent, data, EXPORT, EXPORT_STEPS, "test", seed)
+            values = _recover(pruned, parent, data, export, EXPORT_STEPS, "test", seed)
             record(index, "export", EXPORT_STEPS, "test", values, ratios, fraction)
     report(out, args.from_study)
 
@@ -503,6 +514,12 @@ def main() -> None:
         help="Candidates from search_quality.py's networks at one setting and target, their "
         "exports reused: RECORDS_FILE:SETTING/TARGET, e.g. "
         "benchmarks/results/search_quality/records.jsonl:w2a2-fmnist/30%%.",
+    )
+    parser.add_argument(
+        "--export-lr",
+        type=float,
+        default=EXPORT.lr,
+        help="Peak rate of the export recipe (with --from-rows: only rows exported at it).",
     )
     parser.add_argument(
         "--recipes",
