@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from autoprune.data import ImageData
     from autoprune.search.export import ExportedTrial
+    from autoprune.search.pareto import UniformLead
     from autoprune.search.session import SearchSession, Storage
     from autoprune.search.study import SearchObserver
     from autoprune.search.worker import StopControl
@@ -320,6 +321,15 @@ class SearchResult:
                 f"(smallest: {frame['size_mb'].min():.4f} MB): give a larger target_size"
             )
         return self.trial(int(row["trial"]))
+
+    def uniform_lead(self) -> UniformLead | None:
+        """A budget search's best trial against uniform pruning at the same budget (its
+        reference trial): ``lead``, ``noise`` (two standard errors on the validation images)
+        and ``within_noise``. None for a search without a budget, or before the reference
+        trial completes."""
+        from autoprune.search.pareto import uniform_lead
+
+        return uniform_lead(self.study)
 
     def _model_source(self) -> ModelSource:
         if self.model is not None or self.session is None:

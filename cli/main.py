@@ -52,7 +52,7 @@ from autoprune.search import (
 )
 from autoprune.search.coverage import default_search_space, describe_groups
 from autoprune.search.dryrun import plan_search
-from autoprune.search.pareto import best_under, parse_size_limit
+from autoprune.search.pareto import best_under, parse_size_limit, uniform_lead
 from autoprune.search.plot import plot_format, require_plotting, save_front_plot, scatter_text
 from autoprune.search.session import quant_from_options
 from autoprune.search.storage import storage_file
@@ -75,6 +75,7 @@ from autoprune_cli.render import (
     report_json,
     training_summary_table,
     trial_line,
+    uniform_lead_line,
 )
 
 app = typer.Typer(
@@ -410,6 +411,7 @@ def search(
             return
     frame = trials_frame(session.study)
     console.print(pareto_table(frame, f"Pareto front of {session.study_name}"))
+    _print_uniform_lead(session.study)
     console.print(
         f"inspect again with: autoprune pareto --study {session.study_name} "
         f"--storage {request.storage}"
@@ -572,6 +574,14 @@ def pareto(
         if best_under is not None:
             what = f"Most accurate trial of at most {best_under}"
         console.print(pareto_table(frame, f"{what} of {loaded.study_name}"))
+        if best_under is None:
+            _print_uniform_lead(loaded)
+
+
+def _print_uniform_lead(study: optuna.Study) -> None:
+    lead = uniform_lead(study)
+    if lead is not None:
+        console.print(uniform_lead_line(lead), highlight=False)
 
 
 def _best_under(study: optuna.Study, size: str) -> pd.DataFrame:

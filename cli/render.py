@@ -24,6 +24,7 @@ from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
 from autoprune.search import GroupDecision, LayerwiseResult, SearchObserver, compact_ratios
 from autoprune.search.coverage import GroupsReport
+from autoprune.search.pareto import UniformLead
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.train import CheckpointReport, EpochRecord, TrainedCheckpoint
 
@@ -80,6 +81,33 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
             row.ratios,
         )
     return table
+
+
+def uniform_lead_line(lead: UniformLead) -> str:
+    """One line: does a budget search's best trial beat uniform pruning beyond noise?"""
+    if lead.lead <= 0:
+        return (
+            f"no trial beats uniform pruning at the same budget (trial {lead.uniform_trial}, "
+            f"{100 * lead.uniform_accuracy:.2f} % val acc): the search found no better "
+            "allocation"
+        )
+    text = (
+        f"best trial {lead.best_trial} leads uniform pruning at the same budget (trial "
+        f"{lead.uniform_trial}) by {100 * lead.lead:+.2f} pt of validation accuracy"
+    )
+    noise = lead.noise
+    if noise is None:
+        return text + " (the study did not record its validation images: no noise estimate)"
+    verdict = (
+        "within noise"
+        if lead.within_noise
+        else f"beyond noise; confirm it on the test split with autoprune export --trial "
+        f"{lead.best_trial}"
+    )
+    return (
+        f"{text}; two standard errors on {lead.val_images:,} images are {100 * noise:.2f} pt: "
+        f"{verdict}"
+    )
 
 
 def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:

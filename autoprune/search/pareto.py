@@ -7,6 +7,9 @@ column ``ratio:<group>`` holding its pruning ratio (a fraction), so JSON and CSV
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
@@ -14,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autoprune.errors import ConfigError
 from autoprune.search.budget import parse_amount
 from autoprune.search.record import TrialRecord, trial_ratios
-from autoprune.search.study import REFERENCE_ATTR, run_config_of
+from autoprune.search.study import BUDGET_REFERENCE, REFERENCE_ATTR, run_config_of
 
 COLUMNS = [
     "trial",
@@ -154,3 +157,60 @@ def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Ser
         return None
     order = fitting.sort_values(["val_accuracy", "size_mb", "trial"], ascending=[False, True, True])
     return order.iloc[0]
+
+
+@dataclass(frozen=True)
+class UniformLead:
+    """A budget search's most accurate trial against its uniform reference (every group at
+    the same position of its range, scaled to the same budget), both scored after the same
+    short fine-tune on the same validation images.
+
+    ``noise`` is two standard errors of the difference of two accuracies on ``val_images``
+    images (binomial, independent errors; None when the study did not record the count): a
+    smaller ``lead`` is within noise. The best of many noisy scores also overstates itself,
+    so even a larger lead is worth confirming with the export recipe on the test split.
+    """
+
+    best_trial: int
+    best_accuracy: float
+    uniform_trial: int
+    uniform_accuracy: float
+    val_images: int | None
+
+    @property
+    def lead(self) -> float:
+        return self.best_accuracy - self.uniform_accuracy
+
+    @property
+    def noise(self) -> float | None:
+        if not self.val_images:
+            return None
+        mean = (self.best_accuracy + self.uniform_accuracy) / 2
+        return 2 * math.sqrt(2 * mean * (1 - mean) / self.val_images)
+
+    @property
+    def within_noise(self) -> bool | None:
+        noise = self.noise
+        return None if noise is None else self.lead <= noise
+
+
+def uniform_lead(study: optuna.Study) -> UniformLead | None:
+    """How far a budget search's best trial (``best_under`` at the largest size) leads its
+    uniform reference trial; None for a study without a budget or whose reference has not
+    completed yet."""
+    if not _is_budget_study(study):
+        return None
+    frame = trials_frame(study, pareto_only=False)
+    uniform = frame[frame["reference"] == BUDGET_REFERENCE]
+    if uniform.empty:
+        return None
+    best = best_under(frame, float(frame["size_mb"].max()))
+    assert best is not None  # the largest trial fits
+    val_images = study.user_attrs.get(REFERENCE_ATTR, {}).get("val_images")
+    return UniformLead(
+        best_trial=int(best["trial"]),
+        best_accuracy=float(best["val_accuracy"]),
+        uniform_trial=int(uniform.iloc[0]["trial"]),
+        uniform_accuracy=float(uniform.iloc[0]["val_accuracy"]),
+        val_images=int(val_images) if val_images else None,
+    )

@@ -580,6 +580,7 @@ class SearchSession:
                 build_model(float_config), self.model_config.input_shape
             ).size_bits,
             baseline_val_accuracy=self.baseline_val_accuracy,
+            val_images=self.data.num_examples("val"),
         )
         self.study.set_user_attr(REFERENCE_ATTR, self.reference.to_dict())
         self.study.set_user_attr(BASELINE_PATH_ATTR, str(Path(self.baseline_path).resolve()))

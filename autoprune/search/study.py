@@ -58,18 +58,21 @@ LAYERWISE_PARENT_ATTR = "layerwise_parent"
 
 @dataclass(frozen=True)
 class Reference:
-    """Sizes the front is compared with: the unpruned quantized and 32-bit models."""
+    """Sizes the front is compared with (the unpruned quantized and 32-bit models), and the
+    validation images behind every score (studies before 2026-11-30 did not record them)."""
 
     quantized_size_bits: int
     float_size_bits: int
     baseline_val_accuracy: float
+    val_images: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "quantized_size_bits": self.quantized_size_bits,
             "float_size_bits": self.float_size_bits,
             "baseline_val_accuracy": self.baseline_val_accuracy,
         }
+        return found if self.val_images is None else {**found, "val_images": self.val_images}
 
 
 class SearchObserver:

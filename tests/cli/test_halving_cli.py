@@ -25,6 +25,13 @@ def test_search_with_halving_prints_stopped_trials_and_counts_them(tmp_path: Pat
     stopped_lines = [line for line in result.output.splitlines() if "stopped after" in line]
     assert len(stopped_lines) == states.count("PRUNED")
     assert all("subset acc" in line and "MB" in line for line in stopped_lines)
+    # a budget search ends by saying whether its best beats uniform pruning beyond noise
+    said = [line for line in result.output.splitlines() if "uniform" in line and "trial" in line]
+    assert said and (
+        "within noise" in said[-1] or "beyond noise" in said[-1] or "no better" in said[-1]
+    )
+    shown = CliRunner().invoke(app, ["pareto", "--storage", storage, "--study", "h"])
+    assert shown.exit_code == 0 and said[-1] in shown.output.replace("\n", " ")
     listed = CliRunner().invoke(app, ["studies", "--storage", storage])
     assert "stopped" in listed.output and str(states.count("PRUNED")) in listed.output
     dry = CliRunner().invoke(app, ["search", *argv, "--dry-run"])

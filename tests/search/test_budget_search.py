@@ -110,3 +110,33 @@ def test_the_front_of_a_budget_search_is_accuracy_against_size(tmp_path) -> None
                 f["val_accuracy"] >= row["val_accuracy"] and f["size_mb"] <= row["size_mb"]
                 for _, f in front.iterrows()
             )
+
+
+def test_the_best_trial_is_compared_with_uniform_pruning_at_the_budget(tmp_path) -> None:
+    from autoprune.search.pareto import trials_frame, uniform_lead
+
+    session = SearchSession(_request(storage=str(tmp_path / "u.db"), trials=4))
+    session.run()
+    lead = uniform_lead(session.study)
+    every = trials_frame(session.study, pareto_only=False)
+    uniform = every[every["reference"] == BUDGET_REFERENCE].iloc[0]
+    assert lead.uniform_trial == uniform["trial"]
+    assert lead.uniform_accuracy == uniform["val_accuracy"]
+    assert lead.best_accuracy == every["val_accuracy"].max()
+    assert lead.val_images == session.data.num_examples("val")
+    # a study without a budget has no uniform reference at the budget
+    free = SearchSession(_request(storage=str(tmp_path / "free.db"), target_size=None, trials=1))
+    free.run()
+    assert uniform_lead(free.study) is None
+
+
+def test_a_lead_is_noise_below_two_standard_errors_of_a_difference() -> None:
+    from autoprune.search.pareto import UniformLead
+
+    # at 85 % on 6,000 images one difference's standard error is 0.65 pt
+    lead = UniformLead(3, 0.862, 0, 0.850, val_images=6000)
+    assert abs(lead.noise - 2 * (2 * 0.856 * 0.144 / 6000) ** 0.5) < 1e-12
+    assert round(100 * lead.noise, 2) == 1.28 and lead.within_noise
+    assert not UniformLead(3, 0.88, 0, 0.85, val_images=6000).within_noise
+    unknown = UniformLead(3, 0.88, 0, 0.85, val_images=None)
+    assert unknown.noise is None and unknown.within_noise is None
