@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -175,6 +175,17 @@ def _load_data(
     return loaded, DataConfig.of(loaded, data, seed=seed, max_train=max_train)
 
 
+def _baseline_recipe(
+    train: TrainConfig | Literal["recommended"] | None, data: str | ImageData | None
+) -> TrainConfig | None:
+    """``run_search``'s ``train``: "recommended" is ``TrainConfig.recommended`` for the data
+    (a name, loaded data's name, or the default dataset)."""
+    if train != "recommended":
+        return train  # type: ignore[return-value]
+    name = DataConfig().name if data is None else data
+    return TrainConfig.recommended(name if isinstance(name, str) else getattr(name, "name", None))
+
+
 def train_baseline(
     model: str | nn.Module,
     data: str | ImageData = "digits",
@@ -192,8 +203,9 @@ def train_baseline(
     ``model``: a registered name or ``"package.module:factory"`` (built as ``quant`` says,
     default 2 bits), or an ``nn.Module``: quantized in place by ``quant`` if given (or if it is
     still float: 2 bits), then trained in place. ``config`` (``TrainConfig``) sets epochs,
-    optimizer and schedule. ``out``: also save a resumable checkpoint there after every epoch
-    (rerunning continues it); the network is then read back from it.
+    optimizer and schedule; None: ``TrainConfig.recommended`` for the dataset. ``out``: also
+    save a resumable checkpoint there after every epoch (rerunning continues it); the network
+    is then read back from it.
     ``progress(done, total)`` is called after each step.
     """
     from autoprune.device import resolve_device
@@ -202,7 +214,7 @@ def train_baseline(
     with _quiet_import():
         from autoprune.search.session import DEFAULT_BITS, _is_quantized
 
-    config = config or TrainConfig()
+    config = config or _baseline_recipe("recommended", data)
     resolved = resolve_device(device)
     loaded, data_config = _load_data(
         data, device=resolved, seed=config.seed, max_train=max_train, data_dir=data_dir
@@ -444,7 +456,7 @@ def run_search(
     sampler: str = "gp",
     criterion: str = DEFAULT_CRITERION,
     finetune: FinetuneConfig | None = None,
-    train: TrainConfig | None = TrainConfig(),  # noqa: B008  (frozen: shared safely)
+    train: TrainConfig | Literal["recommended"] | None = "recommended",
     seed: int = 0,
     observer: SearchObserver | None = None,
     study_name: str | None = None,
@@ -475,8 +487,10 @@ def run_search(
     - ``data``: a dataset name (``autoprune.data.DATASETS``) or loaded data (``DataSplits``).
       None: the checkpoint's dataset, else digits.
     - ``quant``: a ``QuantSpec``; None: the checkpoint's, else 2 bits.
-    - ``train``: how the baseline is trained from the model's weights (cached across runs);
-      None uses an ``nn.Module`` or checkpoint as it is.
+    - ``train``: how the baseline is trained from the model's weights (cached across runs):
+      a ``TrainConfig``, or "recommended" (``TrainConfig.recommended`` for the dataset: the
+      general defaults unless ``DATASET_TRAINING`` has a recipe measured for it); None uses
+      an ``nn.Module`` or checkpoint as it is.
     - ``storage``: None keeps the study in memory; a path (SQLite, or a journal ``*.log``), an
       Optuna RDB URL or an Optuna storage object keeps it, and rerunning resumes it.
     - ``trials``: finished trials the study should hold (complete, or stopped by halving);
@@ -511,7 +525,7 @@ def run_search(
         sampler=sampler,
         criterion=criterion,
         finetune=finetune or FinetuneConfig(),
-        train=None if checkpoint else train,
+        train=None if checkpoint else _baseline_recipe(train, data),
         storage=storage,
         study_name=study_name,
         checkpoint=checkpoint,

@@ -21,7 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 import autoprune
-from autoprune.config import EXPORT_FINETUNE, DataConfig, HalvingConfig, ModelConfig, TrainConfig
+from autoprune.config import (
+    DATASET_TRAINING,
+    EXPORT_FINETUNE,
+    DataConfig,
+    HalvingConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device, tune_cpu_allocator
 from autoprune.errors import AutopruneError
@@ -176,7 +183,39 @@ StorageOpt = Annotated[
         "or journal file (*.log) shared by workers."
     ),
 ]
-EpochsOpt = Annotated[int, typer.Option(help="Baseline training epochs.")]
+
+
+def _recipe_default(field: str) -> str:
+    """How a baseline-training default reads in --help: the general value, then the datasets
+    with a recipe of their own (``DATASET_TRAINING``)."""
+    general = getattr(TrainConfig(), field)
+    own = [
+        f"; {name}: {recipe[field]:g}"
+        for name, recipe in DATASET_TRAINING.items()
+        if field in recipe
+    ]
+    return f"{general:g}" + "".join(own)
+
+
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option(help="Baseline training epochs.", show_default=_recipe_default("epochs")),
+]
+TrainLrOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Peak learning rate of baseline training (e.g. 5e-3 for Adam, 0.1 for SGD).",
+        show_default=_recipe_default("lr"),
+    ),
+]
+WarmupEpochsOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        help="Linear learning-rate warmup of baseline training, in epochs.",
+        show_default=_recipe_default("warmup_epochs"),
+    ),
+]
 OnnxOpt = Annotated[
     Path | None,
     typer.Option(
@@ -281,8 +320,9 @@ def search(
         ),
     ] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    epochs: EpochsOpt = 15,
-    lr: Annotated[float, typer.Option(help="Baseline training learning rate.")] = 5e-3,
+    epochs: EpochsOpt = None,
+    lr: TrainLrOpt = None,
+    warmup_epochs: WarmupEpochsOpt = None,
     checkpoint: Annotated[
         str | None,
         typer.Option(help="Start from this trained checkpoint instead of training a baseline."),
@@ -356,7 +396,14 @@ def search(
             temperature=temperature,
             bn_batches=bn_batches,
         ),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        train=TrainConfig.recommended(
+            dataset or DataConfig().name,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_epochs=warmup_epochs,
+            seed=seed,
+        ),
         storage=storage,
         study_name=study,
         checkpoint=checkpoint,
@@ -654,16 +701,12 @@ def train(
     workers: WorkersOpt = None,
     image_size: ImageSizeOpt = None,
     augment: AugmentOpt = None,
-    epochs: EpochsOpt = 15,
+    epochs: EpochsOpt = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    lr: Annotated[
-        float, typer.Option(help="Peak learning rate (e.g. 5e-3 for Adam, 0.1 for SGD).")
-    ] = 5e-3,
+    lr: TrainLrOpt = None,
     optimizer: Annotated[str, typer.Option(help=f"{choices('optimizer')}.")] = "adam",
     schedule: Annotated[str, typer.Option(help=f"{choices('schedule')}.")] = "cosine",
-    warmup_epochs: Annotated[
-        float, typer.Option(min=0, help="Linear learning-rate warmup, in epochs.")
-    ] = 0.0,
+    warmup_epochs: WarmupEpochsOpt = None,
     weight_decay: Annotated[float, typer.Option(min=0, help="L2 weight decay.")] = 0.0,
     amp: Annotated[
         bool | None,
@@ -699,7 +742,8 @@ def train(
     if resume and restart:
         raise AutopruneError("--resume and --restart exclude each other: pass only one")
     check_output(out, inputs={"the --pretrained weights": pretrained}, what="--out")
-    train_config = TrainConfig(
+    train_config = TrainConfig.recommended(
+        dataset,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -741,7 +785,9 @@ def train(
                 data,
                 device=resolved,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
-                on_epoch=lambda record: progress.console.print(epoch_line(record, epochs)),
+                on_epoch=lambda record: progress.console.print(
+                    epoch_line(record, train_config.epochs)
+                ),
                 resume="require" if resume else "restart" if restart else "auto",
                 pretrained=pretrained,
             )
@@ -754,8 +800,10 @@ def train(
         )
         errors.print(f"interrupted: {saved}")
         raise typer.Exit(130) from None
-    if result.epochs_resumed == epochs:
-        console.print(f"{out} already holds all {epochs} epochs of this run: nothing to train")
+    if result.epochs_resumed == train_config.epochs:
+        console.print(
+            f"{out} already holds all {train_config.epochs} epochs of this run: nothing to train"
+        )
     console.print(history_table(result.history))
     console.print(training_summary_table(result))
 

@@ -51,7 +51,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             study_name="s",
             trials=TRIALS,
             finetune=FinetuneConfig(steps=STEPS, batch_size=BATCH),
-            train=TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR),
+            # the CLI's baseline flags change digits' own recipe (its warmup share stays)
+            train=TrainConfig.recommended("digits", epochs=EPOCHS, batch_size=BATCH, lr=LR),
             max_train=MAX_TRAIN,
             device="cpu",
             seed=0,

@@ -42,10 +42,10 @@ def test_train_prints_epochs_and_summary_then_reruns_as_done(tmp_path: Path) -> 
     assert "already holds all 2 epochs" in again.output
     assert torch.load(out, weights_only=True)["metadata"] == payload["metadata"]
 
-    changed = _train(out)  # adam / cosine / lr 5e-3 now
+    changed = _train(out)  # adam / cosine / digits' recipe (lr 2e-3) now
     assert changed.exit_code != 0
     message = cli_message(changed.exception, app)  # as main() prints it
-    assert "train.lr 0.05 -> 0.005" in message and "--restart" in message
+    assert "train.lr 0.05 -> 0.002" in message and "--restart" in message
     restarted = _train(out, "--restart")
     assert restarted.exit_code == 0, restarted.output
     # every default is stated in the checkpoint (the run config stores them all)
