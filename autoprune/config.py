@@ -257,16 +257,22 @@ class FinetuneConfig(_Plain):
     - ``distill``: weight of knowledge distillation from the unpruned network at
       ``temperature`` (0: plain cross-entropy), see ``autoprune.train.Distillation``.
 
-    ``autoprune.search.objective.recover`` applies it.
+    ``autoprune.search.objective.recover`` applies it. The defaults (since 2026-11-30) are the
+    export recipe cut to 40 steps: BatchNorm re-estimated, a short warmup, distilled from the
+    parent. Plain cross-entropy from a fresh Adam (the defaults before) cost a converged digits
+    ResNet-18 4.2 points of its 97.2 % validation accuracy (this recipe: 0.7); on
+    Fashion-MNIST the same without the warmup ranked 19 candidates closer to their exports
+    (Kendall tau 0.59 against 0.48, overlapping intervals) for 40 % more time per trial
+    (benchmarks/README.md).
     """
 
     steps: int = 40
     lr: float = 1e-3
     batch_size: int = 128
-    warmup: float = 0.0
-    distill: float = 0.0
+    warmup: float = 0.05
+    distill: float = 1.0
     temperature: float = 4.0
-    bn_batches: int = 0
+    bn_batches: int = 8
 
     def __post_init__(self) -> None:
         require_number("finetune steps", self.steps, low=0, integer=True)

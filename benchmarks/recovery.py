@@ -51,14 +51,19 @@ from autoprune.train import evaluate
 DEFAULT_CHECKPOINT = "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt"
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 
-# Short recipes: today's (a fresh Adam at 1e-3, nothing else), then one change at a time.
+# Short recipes: the search's until 2026-11-30 (a fresh Adam at 1e-3, nothing else), then one
+# change at a time. Every field is spelled out: a recipe's name must keep meaning one recipe
+# whatever FinetuneConfig's defaults become.
+_PLAIN = {"warmup": 0.0, "distill": 0.0, "temperature": 4.0, "bn_batches": 0}
 RECIPES: dict[str, FinetuneConfig] = {
-    "old": FinetuneConfig(lr=1e-3),
-    "bn": FinetuneConfig(lr=1e-3, bn_batches=8),
-    "bn-low": FinetuneConfig(lr=3e-4, warmup=0.1, bn_batches=8),
+    "old": FinetuneConfig(**{**_PLAIN, "lr": 1e-3}),
+    "bn": FinetuneConfig(**{**_PLAIN, "lr": 1e-3, "bn_batches": 8}),
+    "bn-low": FinetuneConfig(**{**_PLAIN, "lr": 3e-4, "warmup": 0.1, "bn_batches": 8}),
     "bn-low-kd": FinetuneConfig(lr=3e-4, warmup=0.1, bn_batches=8, distill=1.0, temperature=4),
     # added after the first candidate: a low rate recovered less than today's at 40 steps
-    "bn-kd": FinetuneConfig(lr=1e-3, bn_batches=8, distill=1.0, temperature=4),
+    "bn-kd": FinetuneConfig(lr=1e-3, warmup=0.0, bn_batches=8, distill=1.0, temperature=4),
+    # autoprune's trials since 2026-11-30 (FinetuneConfig's defaults then)
+    "kd-warm": FinetuneConfig(lr=1e-3, warmup=0.05, bn_batches=8, distill=1.0, temperature=4),
 }
 # Common random numbers: these recipes fine-tune every candidate on the same batches (one
 # fixed seed), so two candidates differ only in their channels; the others draw each
@@ -73,6 +78,7 @@ BUDGETS: dict[str, tuple[int, ...]] = {
     "bn-low": (40,),
     "bn-low-kd": (10, 20, 40, 80),
     "bn-kd": (40,),
+    "kd-warm": (40,),
     "old-common": (40,),
     "old-common-b": (40,),
     "bn-kd-common": (40,),

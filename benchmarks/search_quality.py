@@ -8,15 +8,16 @@ the test split, which no method saw:
 - ``parent``: the unpruned network, given the export recipe too (the reference).
 - ``uniform``, ``global``, ``lamp``, ``greedy``: the search-free allocations of
   ``autoprune.search.allocations`` (``greedy`` runs a sensitivity scan first).
-- ``gp``: the default search in budget mode (``target_size``), ``--trials`` trials; its best
+- ``gp``: the search in budget mode (``target_size``), ``--trials`` trials; its best
   trial by validation accuracy is exported. ``gp-warm``: the same with
   ``warm_start="sensitivity"``. ``gp-halving``: the same with successive halving (one rung
   after 10 of the 40 fine-tuning steps, the best third goes on) and twice the trials, about
   the fine-tuning steps of ``gp`` (stopped trials count; compare the seconds choosing).
-- ``gp-kd``: the default search scoring its trials with ``SHORT_EXPORT``, the export recipe
-  cut to the search's 40 steps (BatchNorm re-estimated, a short warmup, distilled from the
-  parent) instead of plain cross-entropy. Its ``short_val`` is that recipe's, not the
-  default's.
+- ``gp-kd``: today's default search, whose trials are distilled from the parent after a
+  BatchNorm re-estimate and a short warmup (the export recipe cut to 40 steps). ``gp``,
+  ``gp-warm`` and ``gp-halving`` score trials as the default did until 2026-11-30 (plain
+  cross-entropy, ``CROSS_ENTROPY``), which is also every row's ``short_val``; a search's own
+  ``short_val`` is its best trial's score by its own recipe.
 - ``gp-pick-loss`` (and likewise for each search): the same study, its final pick made by the
   lowest validation loss after the short fine-tune rather than the highest accuracy. When both
   rules pick the same trial, the row is the search's own (the same network, not exported twice).
@@ -53,7 +54,7 @@ from search_settings import (
     time_split_rows,
 )
 
-from autoprune.config import EXPORT_FINETUNE, HalvingConfig
+from autoprune.config import EXPORT_FINETUNE, FinetuneConfig, HalvingConfig
 from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.search.allocations import ALLOCATIONS, AllocationContext, allocate
@@ -66,14 +67,16 @@ from autoprune.train import evaluate
 # (autoprune's rate until 2026-11-30, when 1e-3 measured better); `--export-lr 3e-4` still
 # reproduces them, and the steps and rate are part of each row's identity.
 EXPORT = EXPORT_FINETUNE
-# The export recipe at the search's 40 steps: what `gp-kd` scores its trials with.
-SHORT_EXPORT = replace(EXPORT, steps=40, bn_batches=8)
+# The trials' recipe of autoprune's default search until 2026-11-30: plain cross-entropy from
+# a fresh Adam (no BatchNorm re-estimate, no warmup, no distillation). The first rows' `gp`
+# searches used it, and so does every row's `short_val`.
+CROSS_ENTROPY = FinetuneConfig(warmup=0.0, distill=0.0, bn_batches=0)
 # Each search: the default request changed by these fields (trials: a multiple of --trials).
 SEARCHES: dict[str, dict] = {
-    "gp": {},
-    "gp-warm": {"warm_start": "sensitivity"},
-    "gp-halving": {"halving": HalvingConfig(rungs=(10,)), "trials": 2},
-    "gp-kd": {"finetune": SHORT_EXPORT},
+    "gp": {"finetune": CROSS_ENTROPY},
+    "gp-warm": {"finetune": CROSS_ENTROPY, "warm_start": "sensitivity"},
+    "gp-halving": {"finetune": CROSS_ENTROPY, "halving": HalvingConfig(rungs=(10,)), "trials": 2},
+    "gp-kd": {},  # today's default: trials distilled (the export recipe cut to 40 steps)
 }
 # A search's study again, its final pick made by the lowest validation loss instead of the
 # highest validation accuracy (no new trials: it resumes the study of the search it names).
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     # the default search's session: its data, parent, space and budget serve every method
-    session = SearchSession(_request(args, space_path, "gp"))
+    session = SearchSession(_request(args, space_path, "gp", **SEARCHES["gp"]))
     print(f"session ready in {time.perf_counter() - started:.0f} s", flush=True)
     parent, data, config = session.baseline, session.data, session.model_config
     allocator = session.allocator
@@ -245,7 +248,7 @@ def run(args: argparse.Namespace) -> None:
             by_loss = method.endswith(LOSS_PICK)
             method = method.removesuffix(LOSS_PICK)
             searcher = session
-            if SEARCHES[method]:
+            if method != "gp":
                 changes = dict(SEARCHES[method])
                 trials = changes.pop("trials", 1) * args.trials
                 request = _request(args, space_path, method, **changes)

@@ -300,25 +300,31 @@ def search(
         str,
         typer.Option(help=f"Channel criterion: {choices('criterion')}."),
     ] = "angle-next",
-    finetune_steps: Annotated[int, typer.Option(min=0, help="Fine-tuning steps per trial.")] = 40,
-    finetune_lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
+    finetune_steps: Annotated[
+        int, typer.Option(min=0, help="Fine-tuning steps per trial.")
+    ] = FinetuneConfig.steps,
+    finetune_lr: Annotated[
+        float, typer.Option(help="Adam learning rate of fine-tuning.")
+    ] = FinetuneConfig.lr,
     finetune_warmup: Annotated[
         float, typer.Option(help="Linear warmup of fine-tuning, as a fraction of its steps.")
-    ] = 0.0,
+    ] = FinetuneConfig.warmup,
     distill: Annotated[
         float,
         typer.Option(
             help="Weight of distillation from the unpruned network in fine-tuning (0: plain "
             "cross-entropy, 1: only the parent's soft targets)."
         ),
-    ] = 0.0,
-    temperature: Annotated[float, typer.Option(help="Temperature of the distillation.")] = 4.0,
+    ] = FinetuneConfig.distill,
+    temperature: Annotated[
+        float, typer.Option(help="Temperature of the distillation.")
+    ] = FinetuneConfig.temperature,
     bn_batches: Annotated[
         int,
         typer.Option(
             min=0, help="Training batches that re-estimate BatchNorm statistics after pruning."
         ),
-    ] = 0,
+    ] = FinetuneConfig.bn_batches,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     epochs: EpochsOpt = None,
     lr: TrainLrOpt = None,
