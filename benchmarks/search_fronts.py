@@ -35,7 +35,6 @@ from pathlib import Path
 import torch
 from search_settings import (
     CRITERION,
-    DATA_DIR,
     SETTINGS,
     TIME_SPLIT_HEADER,
     residual_space_file,
@@ -97,8 +96,8 @@ def run(args: argparse.Namespace) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in args.methods.split(","):
             request = SearchRequest(
-                checkpoint=SETTINGS[args.setting],
-                data_dir=DATA_DIR,
+                checkpoint=SETTINGS[args.setting].checkpoint,
+                data_dir=SETTINGS[args.setting].data_dir,
                 trials=args.trials,
                 sampler=method,
                 criterion=CRITERION,

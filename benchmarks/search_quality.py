@@ -47,7 +47,6 @@ from pathlib import Path
 import torch
 from search_settings import (
     CRITERION,
-    DATA_DIR,
     SETTINGS,
     TIME_SPLIT_HEADER,
     residual_space_file,
@@ -115,8 +114,8 @@ def _load(path: Path) -> dict[str, Row]:
 
 def _request(args: argparse.Namespace, space: Path, method: str, **extra) -> SearchRequest:
     return SearchRequest(
-        checkpoint=SETTINGS[args.setting],
-        data_dir=DATA_DIR,
+        checkpoint=SETTINGS[args.setting].checkpoint,
+        data_dir=SETTINGS[args.setting].data_dir,
         target_size=args.target,
         trials=args.trials,
         criterion=CRITERION,

@@ -3,6 +3,7 @@ checkpoints they start from, the criterion, the search space, and where a search
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -10,11 +11,25 @@ import optuna
 from autoprune.search.record import TrialRecord
 from autoprune.search.space import bundled_search_space_file
 
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A trained checkpoint and where its dataset lies on this machine."""
+
+    checkpoint: str
+    data_dir: str
+
+
 SETTINGS = {
-    "w2a2-fmnist": "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt",
-    "bnn-fmnist": "benchmarks/checkpoints/resnet20-bnn-fmnist.pt",
+    "w2a2-fmnist": Setting("benchmarks/checkpoints/resnet20-w2a2-fmnist.pt", FASHION_MNIST),
+    "bnn-fmnist": Setting("benchmarks/checkpoints/resnet20-bnn-fmnist.pt", FASHION_MNIST),
+    # the JPEG copy of CIFAR-10 beside the project (../shared/data/README.md)
+    "w2a2-cifar10": Setting(
+        "benchmarks/checkpoints/resnet20-w2a2-cifar10.pt", "../shared/data/cifar10-jpg.tar.gz"
+    ),
 }
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CRITERION = "angle-next"
 PHASES = ("finetune", "evaluate", "prune")
 
