@@ -175,15 +175,20 @@ def _load_data(
     return loaded, DataConfig.of(loaded, data, seed=seed, max_train=max_train)
 
 
+def _dataset_name(data: str | ImageData | None) -> str | None:
+    """The name a baseline recipe is looked up by: a name, loaded data's, or the default."""
+    if data is None:
+        return DataConfig().name
+    return data if isinstance(data, str) else getattr(data, "name", None)
+
+
 def _baseline_recipe(
     train: TrainConfig | Literal["recommended"] | None, data: str | ImageData | None
 ) -> TrainConfig | None:
-    """``run_search``'s ``train``: "recommended" is ``TrainConfig.recommended`` for the data
-    (a name, loaded data's name, or the default dataset)."""
-    if train != "recommended":
-        return train  # type: ignore[return-value]
-    name = DataConfig().name if data is None else data
-    return TrainConfig.recommended(name if isinstance(name, str) else getattr(name, "name", None))
+    """``run_search``'s ``train``: "recommended" is ``TrainConfig.recommended`` for the data."""
+    if train == "recommended":
+        return TrainConfig.recommended(_dataset_name(data))
+    return train  # type: ignore[return-value]
 
 
 def train_baseline(
@@ -214,7 +219,7 @@ def train_baseline(
     with _quiet_import():
         from autoprune.search.session import DEFAULT_BITS, _is_quantized
 
-    config = config or _baseline_recipe("recommended", data)
+    config = config or TrainConfig.recommended(_dataset_name(data))
     resolved = resolve_device(device)
     loaded, data_config = _load_data(
         data, device=resolved, seed=config.seed, max_train=max_train, data_dir=data_dir
