@@ -164,6 +164,9 @@ def test_a_worker_never_evaluates_ratios_another_trial_runs(tmp_path: Path) -> N
 def test_a_trial_beyond_the_budget_is_discarded_before_any_work(tmp_path: Path) -> None:
     storage = open_storage(str(tmp_path / "s.log"))
     study = _study(storage)
+    # three distinct points: a sampled repeat of a finished point is a duplicate, not a surplus
+    for value in (0.1, 0.2, 0.3):
+        study.enqueue_trial({"a": value})
     done = study.ask({"a": RATIO})
     study.tell(done, [0.5, 1.0])
     racing = study.ask({"a": RATIO})  # a worker that checked the budget just before us
