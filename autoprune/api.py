@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from autoprune.data import ImageData
+    from autoprune.search.confirm import Confirmation
     from autoprune.search.export import ExportedTrial
     from autoprune.search.pareto import UniformLead
     from autoprune.search.session import SearchSession, Storage
@@ -347,6 +348,19 @@ class SearchResult:
         from autoprune.search.pareto import uniform_lead
 
         return uniform_lead(self.study)
+
+    def confirm(self, top: int = 3, *, seeds: int = 2) -> list[Confirmation]:
+        """Rescore a budget search's ``top`` best trials and its uniform reference with
+        ``seeds`` fresh fine-tune seeds each, best first by their mean; ``best`` and
+        ``uniform_lead`` then use those means (``autoprune.search.confirm``). Stored on the
+        study, so calling it again resumes. Needs the search's session (not a result read
+        back from a storage)."""
+        if self.session is None:
+            raise ConfigError(
+                "this result was read from a storage: run the search again (it resumes) to "
+                "confirm its trials"
+            )
+        return self.session.confirm(top, seeds=seeds)
 
     def _model_source(self) -> ModelSource:
         if self.model is not None or self.session is None:

@@ -288,6 +288,17 @@ def search(
             metavar="STEPS",
         ),
     ] = None,
+    confirm: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With a target: after the trials, fine-tune the N best and the uniform "
+            "reference twice more with fresh seeds; the pick and the verdict against uniform "
+            "use those means (a single short fine-tune's score is partly its seed's luck). "
+            "Rerun with it on a finished study to confirm it.",
+            metavar="N",
+        ),
+    ] = 0,
     sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
     sampler_option: Annotated[
         list[str] | None,
@@ -433,6 +444,11 @@ def search(
             batch_size=batch_size,
         ),
     )
+    if confirm and target_size is None and target_bops is None:
+        raise AutopruneError(
+            "--confirm rescores the best trials of a budget search: add --target-size or "
+            "--target-bops, or drop --confirm (a front has no single best trial)"
+        )
     if dry_run:
         _print_plan(request)
         return
@@ -452,6 +468,8 @@ def search(
                     quantized_size_bits=session.reference.quantized_size_bits,
                 )
                 session.run(observer, control=control)
+            if confirm:
+                _confirm(session, confirm)
     except KeyboardInterrupt:
         # the run loop logs nothing (Optuna's optimize logged a traceback per failed trial)
         saved = (
@@ -539,6 +557,24 @@ def _open_search(request: SearchRequest) -> SearchSession:
         f"({source}); device {session.device}"
     )
     return session
+
+
+def _confirm(session: SearchSession, top: int) -> None:
+    console.print(
+        f"confirming the {top} best trials and the uniform reference with fresh fine-tune seeds"
+    )
+
+    def on_score(trial: int, round_: int, accuracy: float) -> None:
+        console.print(f"  trial {trial}, fresh seed {round_ + 1}: val acc {100 * accuracy:.2f} %")
+
+    for found in session.confirm(top, on_score=on_score):
+        rescored = " ".join(f"{100 * a:.2f}" for a in found.rescored)
+        what = " (uniform reference)" if found.reference else ""
+        console.print(
+            f"trial {found.trial}{what}: searched {100 * found.searched:.2f} %, fresh seeds "
+            f"{rescored} %, mean {100 * found.mean:.2f} %",
+            highlight=False,
+        )
 
 
 def _run_layerwise(session: SearchSession) -> None:

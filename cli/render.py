@@ -91,23 +91,31 @@ def uniform_lead_line(lead: UniformLead) -> str:
             f"{100 * lead.uniform_accuracy:.2f} % val acc): the search found no better "
             "allocation"
         )
+    scores = (
+        f" (means of {lead.rescored} fresh fine-tunes each)"
+        if lead.rescored
+        else " (one fine-tune each)"
+    )
     text = (
         f"best trial {lead.best_trial} leads uniform pruning at the same budget (trial "
-        f"{lead.uniform_trial}) by {100 * lead.lead:+.2f} pt of validation accuracy"
+        f"{lead.uniform_trial}) by {100 * lead.lead:+.2f} pt of validation accuracy{scores}"
     )
     noise = lead.noise
     if noise is None:
         return text + " (the study did not record its validation images: no noise estimate)"
-    verdict = (
-        "within noise"
-        if lead.within_noise
-        else f"beyond noise; confirm it on the test split with autoprune export --trial "
-        f"{lead.best_trial}"
-    )
-    return (
-        f"{text}; two standard errors on {lead.val_images:,} images are {100 * noise:.2f} pt: "
-        f"{verdict}"
-    )
+    if lead.within_noise:
+        verdict = "within noise"
+    elif lead.rescored:
+        verdict = f"beyond noise; export it with autoprune export --trial {lead.best_trial}"
+    else:
+        verdict = (
+            "beyond noise on the images, but the best of many single fine-tunes overstates "
+            "itself: rerun the search with --confirm 3 before trusting it"
+        )
+    where = f"{lead.val_images:,} images" if lead.val_images else "the fresh seeds"
+    if lead.rescored and lead.val_images:
+        where += " and the fresh seeds"
+    return f"{text}; two standard errors on {where} are {100 * noise:.2f} pt: {verdict}"
 
 
 def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:

@@ -189,6 +189,14 @@ class CandidateEvaluator:
             seconds.update(prune=pruned - started, finetune=time.perf_counter() - pruned)
         return model, kept
 
+    def rescore(self, ratios: dict[str, float], *, seed: int, finetune_seed: int) -> float:
+        """Validation accuracy of the candidate pruned as with ``seed`` (so the random
+        criterion keeps the same channels) and recovered with ``finetune_seed`` instead: one
+        more draw of the same network's score (``autoprune.search.confirm``)."""
+        model, _ = self.prune(ratios, seed=seed)
+        self._recover(model, seed=finetune_seed, progress=None)
+        return evaluate(model, self.data, "val").accuracy
+
     def _recover(self, model: nn.Module, *, seed: int, progress: Progress | None) -> None:
         recover(
             self.finetune_config,

@@ -1,13 +1,14 @@
 """The accuracy/size Pareto front of a study, as a pandas DataFrame.
 
-Besides the compact ``ratios`` column (percent, in group order), each searched group has a
+``confirmed_accuracy`` is the mean validation accuracy of a trial rescored with fresh
+fine-tune seeds (``autoprune.search.confirm``; empty for trials not confirmed). Besides the
+compact ``ratios`` column (percent, in group order), each searched group has a
 column ``ratio:<group>`` holding its pruning ratio (a fraction), so JSON and CSV name them;
 ``frame.attrs["groups"]`` lists the group names in order.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import optuna
@@ -16,12 +17,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autoprune.errors import ConfigError
 from autoprune.search.budget import parse_amount
+from autoprune.search.confirm import difference_noise, seed_variance, stored_confirmations
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.study import BUDGET_REFERENCE, REFERENCE_ATTR, run_config_of
 
 COLUMNS = [
     "trial",
     "val_accuracy",
+    "confirmed_accuracy",
     "size_mb",
     "size_pct_of_quantized",
     "compression_vs_fp32",
@@ -102,16 +105,19 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     else:
         trials = study.best_trials
     groups = group_names(study)
+    confirmed = stored_confirmations(study)
     rows = []
     for trial in trials:
         record = TrialRecord.from_trial(trial)
         ratios = trial_ratios(trial)
         size_bits = record.size_bits
         known = size_bits is not None
+        rescored = confirmed.get(trial.number)
         rows.append(
             {
                 "trial": trial.number,
                 "val_accuracy": trial.values[0],
+                "confirmed_accuracy": sum(rescored) / len(rescored) if rescored else None,
                 "size_mb": record.size_mb,
                 "size_pct_of_quantized": 100 * size_bits / quantized_bits
                 if quantized_bits and known
@@ -140,6 +146,8 @@ def parse_size_limit(size: float | str) -> tuple[float, bool]:
 def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Series | None:
     """The complete trial with the highest validation accuracy whose size is at most ``size``
     (see ``parse_size_limit``; ties go to the smaller network), or None if no trial fits.
+    Where trials that fit were confirmed (``autoprune.search.confirm``), the best of them by
+    their fresh-seed mean: the search's own best score is partly its luckiest seed.
 
     ``source`` is a study or a ``trials_frame`` of it (a Pareto-only frame gives the same
     answer: the best trial under a size limit is always Pareto-optimal).
@@ -155,7 +163,10 @@ def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Ser
     fitting = frame[frame[column] <= limit + 1e-12]
     if fitting.empty:
         return None
-    order = fitting.sort_values(["val_accuracy", "size_mb", "trial"], ascending=[False, True, True])
+    score = "val_accuracy"
+    if "confirmed_accuracy" in fitting and fitting["confirmed_accuracy"].notna().any():
+        fitting, score = fitting[fitting["confirmed_accuracy"].notna()], "confirmed_accuracy"
+    order = fitting.sort_values([score, "size_mb", "trial"], ascending=[False, True, True])
     return order.iloc[0]
 
 
@@ -165,10 +176,13 @@ class UniformLead:
     the same position of its range, scaled to the same budget), both scored after the same
     short fine-tune on the same validation images.
 
-    ``noise`` is two standard errors of the difference of two accuracies on ``val_images``
-    images (binomial, independent errors; None when the study did not record the count): a
-    smaller ``lead`` is within noise. The best of many noisy scores also overstates itself,
-    so even a larger lead is worth confirming with the export recipe on the test split.
+    ``rescored`` is 0 when the accuracies are the search's own single scores, else the number
+    of fresh fine-tune seeds each is a mean of (``autoprune.search.confirm``), with
+    ``seed_variance`` the pooled variance of one trial's score across them. ``noise`` is two
+    standard errors of the difference: the validation images' part (binomial, independent
+    errors) and, once confirmed, the seeds' part; None when neither is known. A smaller
+    ``lead`` is within noise. Unconfirmed, the best of many single scores also overstates
+    itself by its luckiest seed, which ``noise`` cannot show: confirm it.
     """
 
     best_trial: int
@@ -176,6 +190,8 @@ class UniformLead:
     uniform_trial: int
     uniform_accuracy: float
     val_images: int | None
+    rescored: int = 0
+    seed_variance: float | None = None
 
     @property
     def lead(self) -> float:
@@ -183,10 +199,13 @@ class UniformLead:
 
     @property
     def noise(self) -> float | None:
-        if not self.val_images:
-            return None
-        mean = (self.best_accuracy + self.uniform_accuracy) / 2
-        return 2 * math.sqrt(2 * mean * (1 - mean) / self.val_images)
+        count = max(self.rescored, 1)
+        return difference_noise(
+            (self.best_accuracy,) * count,
+            (self.uniform_accuracy,) * count,
+            self.seed_variance if self.rescored else None,
+            self.val_images,
+        )
 
     @property
     def within_noise(self) -> bool | None:
@@ -197,20 +216,36 @@ class UniformLead:
 def uniform_lead(study: optuna.Study) -> UniformLead | None:
     """How far a budget search's best trial (``best_under`` at the largest size) leads its
     uniform reference trial; None for a study without a budget or whose reference has not
-    completed yet."""
+    completed yet. Once the reference and other trials are confirmed, both sides are their
+    fresh-seed means (the best: the best confirmed trial)."""
     if not _is_budget_study(study):
         return None
     frame = trials_frame(study, pareto_only=False)
     uniform = frame[frame["reference"] == BUDGET_REFERENCE]
     if uniform.empty:
         return None
+    val_images = study.user_attrs.get(REFERENCE_ATTR, {}).get("val_images")
+    images = int(val_images) if val_images else None
+    uniform_row = uniform.iloc[0]
+    confirmed = stored_confirmations(study)
+    if int(uniform_row["trial"]) in confirmed and len(confirmed) > 1:
+        best_number = max(confirmed, key=lambda n: (sum(confirmed[n]) / len(confirmed[n]), -n))
+        rescored = min(len(v) for v in confirmed.values())
+        return UniformLead(
+            best_trial=best_number,
+            best_accuracy=sum(confirmed[best_number]) / len(confirmed[best_number]),
+            uniform_trial=int(uniform_row["trial"]),
+            uniform_accuracy=float(uniform_row["confirmed_accuracy"]),
+            val_images=images,
+            rescored=rescored,
+            seed_variance=seed_variance(list(confirmed.values())),
+        )
     best = best_under(frame, float(frame["size_mb"].max()))
     assert best is not None  # the largest trial fits
-    val_images = study.user_attrs.get(REFERENCE_ATTR, {}).get("val_images")
     return UniformLead(
         best_trial=int(best["trial"]),
         best_accuracy=float(best["val_accuracy"]),
-        uniform_trial=int(uniform.iloc[0]["trial"]),
-        uniform_accuracy=float(uniform.iloc[0]["val_accuracy"]),
-        val_images=int(val_images) if val_images else None,
+        uniform_trial=int(uniform_row["trial"]),
+        uniform_accuracy=float(uniform_row["val_accuracy"]),
+        val_images=images,
     )

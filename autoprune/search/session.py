@@ -13,7 +13,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -47,10 +47,12 @@ from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA
 from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, parse_edge_bits
 from autoprune.search.budget import Budget, BudgetAllocator, CostModel
+from autoprune.search.confirm import Confirmation, confirm, fresh_seed
 from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.halving import RungPruner
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
 from autoprune.search.objective import CandidateEvaluator, FinetuneConfig
+from autoprune.search.record import trial_ratios
 from autoprune.search.samplers import DistinctSampler, check_sampler_options
 from autoprune.search.sensitivity import (
     Sensitivity,
@@ -771,3 +773,24 @@ class SearchSession:
             liveness=storage_liveness(self.storage),
             distinct_points=distinct,
         ).run()
+
+    def confirm(
+        self,
+        top: int = 3,
+        *,
+        seeds: int = 2,
+        on_score: Callable[[int, int, float], None] | None = None,
+    ) -> list[Confirmation]:
+        """Rescore a budget search's ``top`` best trials and its uniform reference with
+        ``seeds`` fresh fine-tune seeds each (``autoprune.search.confirm``); stored on the
+        study, so a rerun resumes. Best first by the fresh mean."""
+        seed = self.request.seed
+
+        def rescore(trial: optuna.trial.FrozenTrial, round_: int) -> float:
+            return self.evaluator.rescore(
+                trial_ratios(trial),
+                seed=seed + trial.number,
+                finetune_seed=fresh_seed(seed, trial.number, round_),
+            )
+
+        return confirm(self.study, rescore, top=top, seeds=seeds, on_score=on_score)

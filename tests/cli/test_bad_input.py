@@ -127,6 +127,7 @@ CASES = [
     C(f"{SEARCH} --target-size 50% --method layerwise", "the layerwise method has no budget"),
     C(f"{SEARCH} --warm-start sens", "unknown warm start 'sens'"),
     C(f"{SEARCH} --halving 10", "needs a budget search (--target-size or --target-bops)"),
+    C(f"{SEARCH} --confirm 3", "--confirm rescores the best trials of a budget search"),
     C(f"{SEARCH} --halving ten --target-size 60%", "--halving 'ten': give the rungs"),
     C(f"{SEARCH} --halving 10,5 --target-size 60%", "halving rungs must increase"),
     C(f"{SEARCH} --halving 40 --target-size 60%", "rung 40 is not below the 1 fine-tuning"),

@@ -13,6 +13,15 @@ from autoprune_cli.main import app
 TINY = "--model tiny_resnet --bits 2 --epochs 1 --finetune-steps 3 --max-train 256 --device cpu"
 
 
+def _lead_sentence(output: str) -> str:
+    """The verdict against uniform pruning, however the terminal wrapped it."""
+    flat = " ".join(output.split())
+    start = max(flat.rfind("best trial "), flat.rfind("no trial beats uniform"))
+    assert start >= 0, output
+    end = flat.find(" inspect again", start)
+    return flat[start : end if end >= 0 else len(flat)]
+
+
 def test_search_with_halving_prints_stopped_trials_and_counts_them(tmp_path: Path) -> None:
     storage = str(tmp_path / "s.db")
     argv = [*TINY.split(), "--trials", "7", "--storage", storage, "--study", "h"]
@@ -26,12 +35,10 @@ def test_search_with_halving_prints_stopped_trials_and_counts_them(tmp_path: Pat
     assert len(stopped_lines) == states.count("PRUNED")
     assert all("subset acc" in line and "MB" in line for line in stopped_lines)
     # a budget search ends by saying whether its best beats uniform pruning beyond noise
-    said = [line for line in result.output.splitlines() if "uniform" in line and "trial" in line]
-    assert said and (
-        "within noise" in said[-1] or "beyond noise" in said[-1] or "no better" in said[-1]
-    )
+    said = _lead_sentence(result.output)
+    assert "within noise" in said or "beyond noise" in said or "no better" in said
     shown = CliRunner().invoke(app, ["pareto", "--storage", storage, "--study", "h"])
-    assert shown.exit_code == 0 and said[-1] in shown.output.replace("\n", " ")
+    assert shown.exit_code == 0 and _lead_sentence(shown.output) == said
     listed = CliRunner().invoke(app, ["studies", "--storage", storage])
     assert "stopped" in listed.output and str(states.count("PRUNED")) in listed.output
     dry = CliRunner().invoke(app, ["search", *argv, "--dry-run"])
@@ -40,3 +47,15 @@ def test_search_with_halving_prints_stopped_trials_and_counts_them(tmp_path: Pat
     if states.count("PRUNED"):
         resumes += f", {states.count('PRUNED')} stopped"
     assert resumes in dry.output
+
+
+def test_search_confirms_its_best_trials_with_fresh_seeds(
+    tmp_path: Path,
+) -> None:
+    storage = str(tmp_path / "c.db")
+    argv = [*TINY.split(), "--trials", "3", "--storage", storage, "--study", "c"]
+    result = CliRunner().invoke(app, ["search", *argv, "--target-size", "60%", "--confirm", "1"])
+    assert result.exit_code == 0, result.output
+    assert "fresh seed 2" in result.output and "(uniform reference)" in result.output
+    said = _lead_sentence(result.output)
+    assert "no trial beats" in said or "(means of 2 fresh fine-tunes each)" in said

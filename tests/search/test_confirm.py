@@ -1,0 +1,123 @@
+"""Confirming a budget search's best trials with fresh fine-tune seeds: stored at once, resumed,
+used by the pick and the verdict against uniform pruning; refused for a front."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoprune.config import SEED_LIMIT, TrainConfig
+from autoprune.errors import ConfigError
+from autoprune.search.confirm import (
+    CONFIRM_ATTR,
+    contenders,
+    difference_noise,
+    fresh_seed,
+    seed_variance,
+    stored_confirmations,
+)
+from autoprune.search.objective import FinetuneConfig
+from autoprune.search.pareto import best_under, trials_frame, uniform_lead
+from autoprune.search.record import TrialRecord
+from autoprune.search.session import SearchRequest, SearchSession
+from autoprune.search.study import BUDGET_REFERENCE
+
+
+def _session(path, **overrides) -> SearchSession:
+    options = dict(
+        model="tiny_cnn",
+        dataset="digits",
+        max_train=200,
+        trials=4,
+        criterion="l1",
+        finetune=FinetuneConfig(steps=2),
+        train=TrainConfig(epochs=1),
+        target_size="60%",
+        storage=str(path),
+    )
+    return SearchSession(SearchRequest(**{**options, **overrides}))
+
+
+def test_fresh_seeds_differ_from_every_trial_seed_and_from_each_other() -> None:
+    seeds = {fresh_seed(0, number, round_) for number in range(100) for round_ in range(3)}
+    assert len(seeds) == 300 and not seeds & set(range(100))
+    assert 0 <= fresh_seed(SEED_LIMIT - 1, 5, 0) < SEED_LIMIT
+
+
+def test_the_best_trials_and_the_reference_are_rescored_stored_and_resumed(tmp_path) -> None:
+    session = _session(tmp_path / "c.db")
+    session.run()
+    calls: list[tuple[int, int]] = []
+    found = session.confirm(2, seeds=2, on_score=lambda t, r, a: calls.append((t, r)))
+    chosen = contenders(session.study, 2)
+    reference = [t for t in chosen if TrialRecord.from_trial(t).reference == BUDGET_REFERENCE]
+    assert len(reference) == 1 and 2 <= len(chosen) <= 3
+    assert sorted(calls) == sorted((t.number, r) for t in chosen for r in range(2))
+    assert [c.mean for c in found] == sorted((c.mean for c in found), reverse=True)
+    stored = stored_confirmations(session.study)
+    assert {n: len(v) for n, v in stored.items()} == {t.number: 2 for t in chosen}
+    # a fresh seed is one more draw of the same network: the pruned channels are the trial's
+    trial = chosen[0]
+    assert session.evaluator.rescore(
+        TrialRecord.from_trial(trial).ratios, seed=trial.number, finetune_seed=trial.number
+    ) == pytest.approx(trial.values[0])
+    # resumed: nothing measured twice, only the missing third seed
+    calls.clear()
+    session.confirm(2, seeds=3, on_score=lambda t, r, a: calls.append((t, r)))
+    assert sorted(calls) == sorted((t.number, 2) for t in chosen)
+
+
+def test_the_pick_and_the_verdict_use_the_fresh_means(tmp_path) -> None:
+    session = _session(tmp_path / "p.db")
+    session.run()
+    study = session.study
+    frame = trials_frame(study, pareto_only=False)
+    uniform = int(frame[frame["reference"] == BUDGET_REFERENCE].iloc[0]["trial"])
+    other = int(frame[frame["trial"] != uniform].iloc[0]["trial"])
+    # the other trial's fresh seeds beat the uniform reference's, whatever the search saw
+    study.set_user_attr(CONFIRM_ATTR, {str(uniform): [0.50, 0.52], str(other): [0.70, 0.74]})
+    frame = trials_frame(study, pareto_only=False)
+    assert frame.set_index("trial").loc[other, "confirmed_accuracy"] == pytest.approx(0.72)
+    assert int(best_under(frame, float(frame["size_mb"].max()))["trial"]) == other
+    lead = uniform_lead(study)
+    assert (lead.best_trial, lead.uniform_trial, lead.rescored) == (other, uniform, 2)
+    assert lead.lead == pytest.approx(0.21)
+    assert lead.noise == pytest.approx(
+        difference_noise(
+            (0.70, 0.74),
+            (0.50, 0.52),
+            seed_variance([(0.50, 0.52), (0.70, 0.74)]),
+            session.data.num_examples("val"),
+        )
+    )
+
+
+def test_noise_pools_the_seeds_and_adds_the_images() -> None:
+    pooled = seed_variance([(0.80, 0.82), (0.70, 0.74)])  # variances 2e-4 and 8e-4
+    assert pooled == pytest.approx(5e-4)
+    assert seed_variance([(0.8,)]) is None
+    both = difference_noise((0.8, 0.8), (0.7, 0.7), 5e-4, 1000)
+    assert both == pytest.approx(2 * (5e-4 + 2 * 0.75 * 0.25 / 1000) ** 0.5)
+    assert difference_noise((0.8,), (0.7,), None, None) is None
+
+
+def test_stored_confirmations_are_data_only_and_a_front_is_refused(tmp_path) -> None:
+    session = _session(tmp_path / "f.db", target_size=None, trials=1)
+    session.run()
+    study = session.study
+    study.set_user_attr(CONFIRM_ATTR, {"0": [0.5, "x", True, 2.0], "a": [0.1], "1": "0.3"})
+    assert stored_confirmations(study) == {0: (0.5,)}
+    with pytest.raises(ConfigError, match="not a budget search"):
+        session.confirm(1)
+
+
+def test_a_search_result_confirms_and_then_picks_by_the_fresh_means(tmp_path) -> None:
+    from autoprune.api import SearchResult
+
+    session = _session(tmp_path / "a.db", trials=3)
+    session.run()
+    result = SearchResult(study=session.study, session=session)
+    found = result.confirm(1, seeds=1)
+    best_trial = max(found, key=lambda c: (c.mean, -c.trial)).trial
+    assert result.best().number == best_trial
+    with pytest.raises(ConfigError, match="read from a storage"):
+        SearchResult(study=session.study).confirm()
