@@ -496,6 +496,7 @@ def run_search(
     sampler_options: dict[str, Any] | None = None,
     cost: str = "size",
     halving: HalvingConfig | str | None = None,
+    confirm: int | None = None,
 ) -> SearchResult:
     """Search per-group pruning ratios of ``model`` on ``data``; returns a ``SearchResult``.
 
@@ -524,14 +525,20 @@ def run_search(
       fine-tuning steps (``"10"``, ``"0,10"``): a candidate scored on a validation subset at
       each rung goes on only if it ranks in the best third there; stopped trials count
       towards ``trials``. None: every candidate is fine-tuned in full.
+    - ``confirm`` (budget searches): after the trials, the best ``confirm`` trials and the
+      uniform reference are fine-tuned twice more with fresh seeds, and ``best()`` and
+      ``uniform_lead()`` use those means (``SearchResult.confirm``). None: 3 for a budget
+      search, 0 otherwise.
     - ``observer``: an ``autoprune.search.SearchObserver`` told about progress (see
       ``autoprune.progress``); none by default, and the library prints nothing.
     - ``run=False`` prepares the study (baseline, reference trials) without running trials;
       ``result.run()`` runs them.
     """
     with _quiet_import():
+        from autoprune.search.confirm import confirm_count
         from autoprune.search.session import SearchRequest, SearchSession
 
+    confirm_top = confirm_count(confirm, budget=target_size is not None or target_bops is not None)
     checkpoint = str(model) if _is_checkpoint(model) else None
     request = SearchRequest(
         model=None if checkpoint else model,  # type: ignore[arg-type]
@@ -573,6 +580,8 @@ def run_search(
     )
     if run:
         result.run(observer, control=control)
+        if confirm_top:
+            result.confirm(confirm_top)
     return result
 
 

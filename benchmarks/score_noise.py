@@ -21,6 +21,8 @@ Candidates come from a real search (``--from-study STORAGE:STUDY``, its complete
 best ``--limit`` by the search's own score so the comparison is among the contenders) or from
 ``search_quality.py``'s rows (``--from-rows``). Records are JSON lines in ``--out``, one per
 (candidate, recipe, steps, seed), written as they finish; a rerun skips what is there.
+``--recipes export:400`` recovers with ``autoprune export``'s recipe instead and scores the
+test split: the seed noise behind every export row of ``search_quality.py``.
 
     python benchmarks/score_noise.py --from-study \
         "benchmarks/results/search_quality/studies.db:w2a2-fmnist-30%-gp-kd-seed0" \
@@ -43,7 +45,7 @@ import optuna
 import torch
 from recovery import RECIPES, _recover, _row_candidates, kendall_tau
 
-from autoprune.config import DataConfig
+from autoprune.config import EXPORT_FINETUNE, DataConfig
 from autoprune.data import load_dataset
 from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
@@ -51,6 +53,9 @@ from autoprune.models import load_checkpoint
 from autoprune.prune import prune_
 from autoprune.search.record import trial_ratios
 
+# The short recipes of recovery.py, and `autoprune export`'s recipe, which is scored on the
+# test split: its seed noise is the noise of every export row of search_quality.py.
+SCORED = {**RECIPES, "export": EXPORT_FINETUNE}
 DEFAULT_CHECKPOINT = "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt"
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -108,6 +113,8 @@ def run(args: argparse.Namespace, budgets: dict[str, list[int]]) -> None:
     if args.from_rows:
         rows = _row_candidates(args.from_rows, args.export_lr)
         candidates = [(m, r, test) for m, r, _, test, _ in rows if m != "parent"]
+        if args.only:
+            candidates = [c for c in candidates if c[0] in args.only.split(",")]
     else:
         candidates = _study_candidates(args.from_study, args.limit)
     full = measure(parent, config.input_shape).size_bits
@@ -122,7 +129,8 @@ def run(args: argparse.Namespace, budgets: dict[str, list[int]]) -> None:
                     key = _key(index, recipe, steps, seed)
                     if key in done:
                         continue
-                    values = _recover(pruned, parent, data, RECIPES[recipe], steps, "val", seed)
+                    split = "test" if recipe == "export" else "val"
+                    values = _recover(pruned, parent, data, SCORED[recipe], steps, split, seed)
                     accuracy, loss, seconds = values
                     row = Record(
                         index, label, recipe, steps, seed, accuracy, loss, fraction, seconds, test
@@ -132,7 +140,7 @@ def run(args: argparse.Namespace, budgets: dict[str, list[int]]) -> None:
                     done[key] = row
                     print(
                         f"{label:>12s} size {100 * fraction:5.1f} %  {recipe:>8s} {steps:4d} "
-                        f"seed {seed}  val {100 * row.accuracy:6.2f} %  loss {row.loss:.4f}  "
+                        f"seed {seed}  {split} {100 * row.accuracy:6.2f} %  loss {row.loss:.4f}  "
                         f"{row.seconds:5.1f} s",
                         flush=True,
                     )
@@ -187,8 +195,9 @@ def report(out: Path) -> None:
     lines = [
         "# Short-score noise: the candidate against the fine-tune's seed",
         "",
-        "Validation accuracy in points; every candidate recovered once per seed (a seed fixes "
-        "the batches and their order). See the docstring of `benchmarks/score_noise.py`.",
+        "Accuracy in points, on the validation split (the `export` recipe: on the test "
+        "split); every candidate recovered once per seed (a seed fixes the batches and their "
+        "order). See the docstring of `benchmarks/score_noise.py`.",
         "",
         "| recipe | steps | candidates | seeds | mean % | seed sd | spread | signal share "
         "| paired sd (common seed) | sd of a difference (independent seeds) "
@@ -257,6 +266,7 @@ def main() -> None:
     parser.add_argument("--from-rows", default="", help="RECORDS_FILE:SETTING/TARGET.")
     parser.add_argument("--export-lr", type=float, default=1e-3, help="With --from-rows.")
     parser.add_argument("--limit", type=int, default=8, help="The study's best N trials.")
+    parser.add_argument("--only", default="", help="With --from-rows: these methods only.")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--recipes", default="old:40,kd-warm:40", help="RECIPE:STEPS,...")
     parser.add_argument("--criterion", default="angle-next")
@@ -266,10 +276,8 @@ def main() -> None:
     budgets: dict[str, list[int]] = {}
     for item in args.recipes.split(","):
         recipe, _, steps = item.partition(":")
-        if recipe not in RECIPES or not steps.isdigit():
-            raise SystemExit(
-                f"--recipes item {item!r}: use RECIPE:STEPS, RECIPE in {list(RECIPES)}"
-            )
+        if recipe not in SCORED or not steps.isdigit():
+            raise SystemExit(f"--recipes item {item!r}: use RECIPE:STEPS, RECIPE in {list(SCORED)}")
         budgets.setdefault(recipe, []).append(int(steps))
     if args.report:
         report(Path(args.out))

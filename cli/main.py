@@ -57,6 +57,7 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
+from autoprune.search.confirm import DEFAULT_TOP, confirm_count
 from autoprune.search.coverage import default_search_space, describe_groups
 from autoprune.search.dryrun import plan_search
 from autoprune.search.pareto import best_under, parse_size_limit, uniform_lead
@@ -289,16 +290,18 @@ def search(
         ),
     ] = None,
     confirm: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="With a target: after the trials, fine-tune the N best and the uniform "
             "reference twice more with fresh seeds; the pick and the verdict against uniform "
             "use those means (a single short fine-tune's score is partly its seed's luck). "
-            "Rerun with it on a finished study to confirm it.",
+            "0 turns it off; rerunning a finished study adds only what is missing. "
+            f"[default: {DEFAULT_TOP} with a target]",
             metavar="N",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
     sampler_option: Annotated[
         list[str] | None,
@@ -444,7 +447,8 @@ def search(
             batch_size=batch_size,
         ),
     )
-    if confirm and target_size is None and target_bops is None:
+    budget = target_size is not None or target_bops is not None
+    if confirm and not budget:
         raise AutopruneError(
             "--confirm rescores the best trials of a budget search: add --target-size or "
             "--target-bops, or drop --confirm (a front has no single best trial)"
@@ -468,8 +472,9 @@ def search(
                     quantized_size_bits=session.reference.quantized_size_bits,
                 )
                 session.run(observer, control=control)
-            if confirm:
-                _confirm(session, confirm)
+            top = confirm_count(confirm, budget=budget)
+            if top:
+                _confirm(session, top, control)
     except KeyboardInterrupt:
         # the run loop logs nothing (Optuna's optimize logged a traceback per failed trial)
         saved = (
@@ -559,7 +564,7 @@ def _open_search(request: SearchRequest) -> SearchSession:
     return session
 
 
-def _confirm(session: SearchSession, top: int) -> None:
+def _confirm(session: SearchSession, top: int, control: StopControl) -> None:
     console.print(
         f"confirming the {top} best trials and the uniform reference with fresh fine-tune seeds"
     )
@@ -567,7 +572,7 @@ def _confirm(session: SearchSession, top: int) -> None:
     def on_score(trial: int, round_: int, accuracy: float) -> None:
         console.print(f"  trial {trial}, fresh seed {round_ + 1}: val acc {100 * accuracy:.2f} %")
 
-    for found in session.confirm(top, on_score=on_score):
+    for found in session.confirm(top, on_score=on_score, control=control):
         rescored = " ".join(f"{100 * a:.2f}" for a in found.rescored)
         what = " (uniform reference)" if found.reference else ""
         console.print(

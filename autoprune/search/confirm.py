@@ -28,10 +28,30 @@ from autoprune.config import SEED_LIMIT
 from autoprune.errors import ConfigError
 from autoprune.search.record import TrialRecord
 from autoprune.search.study import BUDGET_REFERENCE, run_config_of
+from autoprune.search.worker import StopControl
 
 CONFIRM_ATTR = "autoprune:confirmations"
+# A budget search confirms its 3 best trials unless told otherwise: 8 more short fine-tunes
+# (with the reference, 2 seeds each), a third of a 24-trial search, against a pick and a
+# verdict that one seed's luck decided (benchmarks/README.md, `score_noise.py`).
+DEFAULT_TOP = 3
 # Fresh seeds lie this far beyond every trial's own (search seed + trial number).
 _FRESH_SEED_STRIDE = 1_000_000
+
+
+def confirm_count(requested: int | None, *, budget: bool) -> int:
+    """How many best trials a search confirms: ``requested``, or (None) ``DEFAULT_TOP`` for a
+    budget search and none for a two-objective one, whose front has no single best trial."""
+    if requested is None:
+        return DEFAULT_TOP if budget else 0
+    if requested < 0 or isinstance(requested, bool):
+        raise ConfigError(f"confirm a number of trials >= 0, not {requested!r}")
+    if requested and not budget:
+        raise ConfigError(
+            "confirmation rescores the best trials of a budget search: give a target size or "
+            "BOPs, or confirm none (a front has no single best trial)"
+        )
+    return requested
 
 
 def fresh_seed(search_seed: int, trial_number: int, round_: int) -> int:
@@ -108,11 +128,14 @@ def confirm(
     top: int = 3,
     seeds: int = 2,
     on_score: Callable[[int, int, float], None] | None = None,
+    control: StopControl | None = None,
 ) -> list[Confirmation]:
     """Rescore ``contenders(study, top)`` until each has ``seeds`` fresh-seed accuracies;
     ``rescore(trial, round)`` prunes the trial's network as the search did and fine-tunes it
-    with ``fresh_seed(..., round)``. Each score is stored at once (``CONFIRM_ATTR``);
-    ``on_score(trial, round, accuracy)`` reports it. Returns the confirmations, best first."""
+    with ``fresh_seed(..., round)``. Each score is stored at once (``CONFIRM_ATTR``), never
+    cut in half by a stop of ``control``; ``on_score(trial, round, accuracy)`` reports it.
+    Returns the confirmations, best first."""
+    control = control or StopControl()
     if seeds < 1:
         raise ConfigError(f"confirm with at least one fresh seed, not {seeds}")
     stored = stored_confirmations(study)
@@ -120,10 +143,12 @@ def confirm(
     for trial in chosen:
         scores = list(stored.get(trial.number, ()))
         while len(scores) < seeds:
+            control.check()  # a wall-clock limit ends it between fine-tunes
             accuracy = rescore(trial, len(scores))
             scores.append(float(accuracy))
             stored[trial.number] = tuple(scores)
-            study.set_user_attr(CONFIRM_ATTR, {str(k): list(v) for k, v in stored.items()})
+            with control.deferred():
+                study.set_user_attr(CONFIRM_ATTR, {str(k): list(v) for k, v in stored.items()})
             if on_score is not None:
                 on_score(trial.number, len(scores) - 1, accuracy)
     return sorted(

@@ -780,10 +780,12 @@ class SearchSession:
         *,
         seeds: int = 2,
         on_score: Callable[[int, int, float], None] | None = None,
+        control: StopControl | None = None,
     ) -> list[Confirmation]:
         """Rescore a budget search's ``top`` best trials and its uniform reference with
         ``seeds`` fresh fine-tune seeds each (``autoprune.search.confirm``); stored on the
-        study, so a rerun resumes. Best first by the fresh mean."""
+        study, so a rerun resumes; ``control`` stops it between fine-tunes. Best first by the
+        fresh mean."""
         seed = self.request.seed
 
         def rescore(trial: optuna.trial.FrozenTrial, round_: int) -> float:
@@ -793,4 +795,6 @@ class SearchSession:
                 finetune_seed=fresh_seed(seed, trial.number, round_),
             )
 
-        return confirm(self.study, rescore, top=top, seeds=seeds, on_score=on_score)
+        return confirm(
+            self.study, rescore, top=top, seeds=seeds, on_score=on_score, control=control
+        )
