@@ -56,9 +56,12 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
     groups = frame.attrs.get("groups") or []
     caption = f"ratios % in the order of the {group_legend(groups)}" if groups else None
     table = Table(title=title, caption=caption)
+    # trials confirmed with fresh fine-tune seeds show their mean beside the search's score
+    confirmed = "confirmed_accuracy" in frame and bool(frame["confirmed_accuracy"].notna().any())
     for column, justify in [
         ("trial", "right"),
         ("val acc %", "right"),
+        *([("confirmed %", "right")] if confirmed else []),
         ("size MB", "right"),
         ("% of quantized", "right"),
         ("x vs fp32", "right"),
@@ -72,6 +75,7 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
         table.add_row(
             str(row.trial),
             _format(100 * row.val_accuracy, ".2f"),
+            *([_format(100 * row.confirmed_accuracy, ".2f")] if confirmed else []),
             _format(row.size_mb, ".4f"),
             _format(row.size_pct_of_quantized, ".1f"),
             _format(row.compression_vs_fp32, ".1f"),

@@ -88,7 +88,8 @@ def _accuracy_size_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFrame:
-    """One row per complete trial (or per Pareto-optimal one), sorted by size.
+    """One row per complete trial (or per Pareto-optimal one, and in a budget search every
+    confirmed one), sorted by size.
 
     The accuracy is the first objective; the size and the other measures come from the trial's
     record, so any number of objectives works.
@@ -100,8 +101,11 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     if not pareto_only:
         trials = complete
     elif _is_budget_study(study):
-        # a budget search optimises accuracy alone; its front is still accuracy against size
-        trials = _accuracy_size_front(complete)
+        # a budget search optimises accuracy alone; its front is still accuracy against size,
+        # with the trials confirmed by fresh seeds (the pick is among them) shown too
+        front = _accuracy_size_front(complete)
+        chosen = {t.number for t in front} | set(stored_confirmations(study))
+        trials = [t for t in complete if t.number in chosen]
     else:
         trials = study.best_trials
     groups = group_names(study)

@@ -78,6 +78,8 @@ def test_the_pick_and_the_verdict_use_the_fresh_means(tmp_path) -> None:
     frame = trials_frame(study, pareto_only=False)
     assert frame.set_index("trial").loc[other, "confirmed_accuracy"] == pytest.approx(0.72)
     assert int(best_under(frame, float(frame["size_mb"].max()))["trial"]) == other
+    # the table of the front shows every confirmed trial, on the front or not
+    assert {uniform, other} <= set(trials_frame(study)["trial"])
     lead = uniform_lead(study)
     assert (lead.best_trial, lead.uniform_trial, lead.rescored) == (other, uniform, 2)
     assert lead.lead == pytest.approx(0.21)
