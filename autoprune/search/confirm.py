@@ -138,19 +138,22 @@ def confirm(
     control = control or StopControl()
     if seeds < 1:
         raise ConfigError(f"confirm with at least one fresh seed, not {seeds}")
-    stored = stored_confirmations(study)
     chosen = contenders(study, top)
     for trial in chosen:
-        scores = list(stored.get(trial.number, ()))
-        while len(scores) < seeds:
+        # read before and after each fine-tune: other workers of the study confirm it too,
+        # and a round's seed is fixed, so a round someone else stored is kept, not redone
+        while (round_ := len(stored_confirmations(study).get(trial.number, ()))) < seeds:
             control.check()  # a wall-clock limit ends it between fine-tunes
-            accuracy = rescore(trial, len(scores))
-            scores.append(float(accuracy))
-            stored[trial.number] = tuple(scores)
-            with control.deferred():
-                study.set_user_attr(CONFIRM_ATTR, {str(k): list(v) for k, v in stored.items()})
+            accuracy = float(rescore(trial, round_))
+            stored = stored_confirmations(study)
+            scores = stored.get(trial.number, ())
+            if len(scores) == round_:
+                stored[trial.number] = (*scores, accuracy)
+                with control.deferred():
+                    study.set_user_attr(CONFIRM_ATTR, {str(k): list(v) for k, v in stored.items()})
             if on_score is not None:
-                on_score(trial.number, len(scores) - 1, accuracy)
+                on_score(trial.number, round_, accuracy)
+    stored = stored_confirmations(study)
     return sorted(
         (
             Confirmation(

@@ -123,3 +123,22 @@ def test_a_search_result_confirms_and_then_picks_by_the_fresh_means(tmp_path) ->
     assert result.best().number == best_trial
     with pytest.raises(ConfigError, match="read from a storage"):
         SearchResult(study=session.study).confirm()
+
+
+def test_a_round_another_worker_stored_meanwhile_is_kept_not_doubled(tmp_path) -> None:
+    from autoprune.search.confirm import confirm
+
+    session = _session(tmp_path / "w.db", trials=2)
+    session.run()
+    study = session.study
+
+    def rescore(trial, round_):
+        if trial.number == 0 and round_ == 0:  # another worker stores the same round first
+            current = {str(k): list(v) for k, v in stored_confirmations(study).items()}
+            study.set_user_attr(CONFIRM_ATTR, {**current, "0": [0.5]})
+        return 0.25
+
+    confirm(study, rescore, top=1, seeds=2)
+    stored = stored_confirmations(study)
+    assert stored[0] == (0.5, 0.25)  # its round 0 kept, ours went on with round 1
+    assert all(len(v) == 2 for v in stored.values())
