@@ -324,7 +324,8 @@ class SearchResult:
     def best(self, target_size: float | str | None = None) -> FrozenTrial:
         """The complete trial with the best validation accuracy, of at most ``target_size``:
         MB (``0.05``) or a percent of the unpruned quantized model (``"50%"``); ties go to
-        the smaller network. ``ConfigError`` if no trial is small enough."""
+        the smaller network. Where trials that fit were confirmed (``confirm``), the best
+        fresh-seed mean among them. ``ConfigError`` if no trial is small enough."""
         from autoprune.search.pareto import best_under
 
         frame = self.pareto(all_trials=True)
