@@ -24,6 +24,7 @@ the test split, which no method saw:
 - ``gp-kd-confirm`` (and likewise for each search): the same study, its 3 best trials and its
   uniform reference fine-tuned twice more with fresh seeds (``autoprune search --confirm 3``);
   the pick is the best fresh mean (its ``short_val``), the seconds include the rescoring.
+  ``gp-kd-confirm`` is what a budget search picks by default since 2026-11-30.
 
 Every method's network is also scored after the search's own short fine-tune on the
 validation split (``short_val``), so the search's advantage in its own currency can be set
