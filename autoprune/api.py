@@ -350,18 +350,23 @@ class SearchResult:
 
         return uniform_lead(self.study)
 
-    def confirm(self, top: int = 3, *, seeds: int = 2) -> list[Confirmation]:
-        """Rescore a budget search's ``top`` best trials and its uniform reference with
-        ``seeds`` fresh fine-tune seeds each, best first by their mean; ``best`` and
-        ``uniform_lead`` then use those means (``autoprune.search.confirm``). Stored on the
-        study, so calling it again resumes. Needs the search's session (not a result read
-        back from a storage)."""
+    def confirm(self, top: int | None = None, *, seeds: int | None = None) -> list[Confirmation]:
+        """Rescore a budget search's ``top`` best trials (default 3) and its uniform reference
+        with ``seeds`` fresh fine-tune seeds each (default 2), best first by their mean;
+        ``best`` and ``uniform_lead`` then use those means (``autoprune.search.confirm``).
+        Stored on the study, so calling it again resumes. Needs the search's session (not a
+        result read back from a storage)."""
+        from autoprune.search.confirm import CONFIRM_SEEDS, DEFAULT_TOP
+
         if self.session is None:
             raise ConfigError(
                 "this result was read from a storage: run the search again (it resumes) to "
                 "confirm its trials"
             )
-        return self.session.confirm(top, seeds=seeds)
+        return self.session.confirm(
+            DEFAULT_TOP if top is None else top,
+            seeds=CONFIRM_SEEDS if seeds is None else seeds,
+        )
 
     def _model_source(self) -> ModelSource:
         if self.model is not None or self.session is None:

@@ -57,7 +57,7 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
-from autoprune.search.confirm import DEFAULT_TOP, confirm_count
+from autoprune.search.confirm import CONFIRM_SEEDS, DEFAULT_TOP, confirm_count
 from autoprune.search.coverage import default_search_space, describe_groups
 from autoprune.search.dryrun import plan_search
 from autoprune.search.pareto import best_under, parse_size_limit, uniform_lead
@@ -454,7 +454,7 @@ def search(
             "--target-bops, or drop --confirm (a front has no single best trial)"
         )
     if dry_run:
-        _print_plan(request)
+        _print_plan(request, confirm_count(confirm, budget=budget))
         return
     session: SearchSession | None = None
     try:
@@ -505,7 +505,7 @@ def _stopped(control: StopControl, timeout: str | None, saved: str) -> None:
     raise typer.Exit(143 if reason == "terminate" else 130)
 
 
-def _print_plan(request: SearchRequest) -> None:
+def _print_plan(request: SearchRequest, confirm_top: int = 0) -> None:
     with console.status("checking the request, measuring sizes and timing a trial"):
         plan = plan_search(request)
     where = request.storage if isinstance(request.storage, str) else "the storage"
@@ -538,6 +538,13 @@ def _print_plan(request: SearchRequest) -> None:
         f"estimate: {plan.seconds_per_trial:.1f} s per trial ({parts}; {how}), about "
         f"{total / 60:.1f} min for {plan.trials} trials on this machine as loaded now"
     )
+    if confirm_top:
+        rescores = CONFIRM_SEEDS * (confirm_top + 1)
+        console.print(
+            f"then confirmation: the {confirm_top} best trials and the uniform reference "
+            f"fine-tuned {CONFIRM_SEEDS} more times each, {rescores} fine-tunes, about "
+            f"{rescores * plan.seconds_per_trial / 60:.1f} min (--confirm 0 skips it)"
+        )
 
 
 def _open_search(request: SearchRequest) -> SearchSession:

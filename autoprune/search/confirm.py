@@ -35,6 +35,7 @@ CONFIRM_ATTR = "autoprune:confirmations"
 # (with the reference, 2 seeds each), a third of a 24-trial search, against a pick and a
 # verdict that one seed's luck decided (benchmarks/README.md, `score_noise.py`).
 DEFAULT_TOP = 3
+CONFIRM_SEEDS = 2  # fresh seeds per confirmed trial
 # Fresh seeds lie this far beyond every trial's own (search seed + trial number).
 _FRESH_SEED_STRIDE = 1_000_000
 
@@ -125,8 +126,8 @@ def confirm(
     study: optuna.Study,
     rescore: Callable[[FrozenTrial, int], float],
     *,
-    top: int = 3,
-    seeds: int = 2,
+    top: int = DEFAULT_TOP,
+    seeds: int = CONFIRM_SEEDS,
     on_score: Callable[[int, int, float], None] | None = None,
     control: StopControl | None = None,
 ) -> list[Confirmation]:

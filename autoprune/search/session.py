@@ -47,7 +47,13 @@ from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA
 from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, parse_edge_bits
 from autoprune.search.budget import Budget, BudgetAllocator, CostModel
-from autoprune.search.confirm import Confirmation, confirm, fresh_seed
+from autoprune.search.confirm import (
+    CONFIRM_SEEDS,
+    DEFAULT_TOP,
+    Confirmation,
+    confirm,
+    fresh_seed,
+)
 from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.halving import RungPruner
 from autoprune.search.layerwise import LayerwiseConfig, LayerwiseResult, LayerwiseSearch
@@ -776,9 +782,9 @@ class SearchSession:
 
     def confirm(
         self,
-        top: int = 3,
+        top: int = DEFAULT_TOP,
         *,
-        seeds: int = 2,
+        seeds: int = CONFIRM_SEEDS,
         on_score: Callable[[int, int, float], None] | None = None,
         control: StopControl | None = None,
     ) -> list[Confirmation]:

@@ -345,6 +345,23 @@ def test_dry_run_measures_the_size_range_and_a_trial_and_writes_nothing(
     estimate = re.search(r"estimate: ([\d.]+) s per trial \(prune ([\d.]+), finetune", out)
     assert estimate is not None and float(estimate.group(1)) > 0, out
     assert "extrapolated to 40 steps" in out and "budget" not in out
+    assert "confirmation" not in out  # a front has no best trial to confirm
+    budget = _invoke(
+        "search",
+        "--checkpoint",
+        untrained_checkpoint,
+        "--storage",
+        storage,
+        *DRY,
+        "--target-size",
+        "50%",
+    )
+    assert budget.exit_code == 0, budget.output
+    said = " ".join(budget.output.split())
+    assert (
+        "then confirmation: the 3 best trials and the uniform reference fine-tuned 2 more" in said
+    )
+    assert "8 fine-tunes" in said
 
 
 @pytest.mark.slow
