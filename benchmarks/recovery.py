@@ -209,23 +209,25 @@ def _recover(
     return result.accuracy, result.loss, seconds
 
 
+def load_parent(checkpoint: str, data_dir: str, threads: int):
+    """The checkpoint's network (eval mode), its model config and its recorded data split,
+    with the process set up for timing (``threads`` torch threads, the tuned allocator)."""
+    torch.set_num_threads(threads)
+    tune_cpu_allocator()  # the library leaves process-wide settings alone
+    loaded = load_checkpoint(checkpoint)
+    recorded = DataConfig.from_dict(loaded.metadata["data"])
+    data = load_dataset(
+        recorded.name, data_dir=data_dir, val_fraction=recorded.val_fraction, seed=recorded.seed
+    )
+    return loaded.model.eval(), loaded.config, data
+
+
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "records.jsonl"
     done = _load_records(log)
-    torch.set_num_threads(args.threads)
-    tune_cpu_allocator()  # the library leaves process-wide settings alone
-    loaded = load_checkpoint(args.checkpoint)
-    parent = loaded.model.eval()
-    config = loaded.config
-    recorded = DataConfig.from_dict(loaded.metadata["data"])
-    data = load_dataset(
-        recorded.name,
-        data_dir=args.data_dir,
-        val_fraction=recorded.val_fraction,
-        seed=recorded.seed,
-    )
+    parent, config, data = load_parent(args.checkpoint, args.data_dir, args.threads)
     example = torch.zeros(1, *config.input_shape)
     export = FinetuneConfig.from_dict({**EXPORT.to_dict(), "lr": args.export_lr})
     exported: dict[int, tuple[float, int]] = {}  # candidate -> (test accuracy, steps) reused

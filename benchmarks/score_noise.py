@@ -43,13 +43,10 @@ from pathlib import Path
 
 import optuna
 import torch
-from recovery import RECIPES, _recover, _row_candidates, kendall_tau
+from recovery import RECIPES, _recover, _row_candidates, kendall_tau, load_parent
 
-from autoprune.config import EXPORT_FINETUNE, DataConfig
-from autoprune.data import load_dataset
-from autoprune.device import tune_cpu_allocator
+from autoprune.config import EXPORT_FINETUNE
 from autoprune.metrics import measure
-from autoprune.models import load_checkpoint
 from autoprune.prune import prune_
 from autoprune.search.record import trial_ratios
 
@@ -97,18 +94,7 @@ def run(args: argparse.Namespace, budgets: dict[str, list[int]]) -> None:
         _key(r.candidate, r.recipe, r.steps, r.seed): r
         for r in (Record(**json.loads(line)) for line in _lines(log))
     }
-    torch.set_num_threads(args.threads)
-    tune_cpu_allocator()
-    loaded = load_checkpoint(args.checkpoint)
-    parent = loaded.model.eval()
-    config = loaded.config
-    recorded = DataConfig.from_dict(loaded.metadata["data"])
-    data = load_dataset(
-        recorded.name,
-        data_dir=args.data_dir,
-        val_fraction=recorded.val_fraction,
-        seed=recorded.seed,
-    )
+    parent, config, data = load_parent(args.checkpoint, args.data_dir, args.threads)
     example = torch.zeros(1, *config.input_shape)
     if args.from_rows:
         rows = _row_candidates(args.from_rows, args.export_lr)
