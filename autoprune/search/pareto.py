@@ -98,18 +98,18 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     quantized_bits = reference.get("quantized_size_bits")
     float_bits = reference.get("float_size_bits")
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    confirmed = stored_confirmations(study)
     if not pareto_only:
         trials = complete
     elif _is_budget_study(study):
         # a budget search optimises accuracy alone; its front is still accuracy against size,
         # with the trials confirmed by fresh seeds (the pick is among them) shown too
         front = _accuracy_size_front(complete)
-        chosen = {t.number for t in front} | set(stored_confirmations(study))
+        chosen = {t.number for t in front} | set(confirmed)
         trials = [t for t in complete if t.number in chosen]
     else:
         trials = study.best_trials
     groups = group_names(study)
-    confirmed = stored_confirmations(study)
     rows = []
     for trial in trials:
         record = TrialRecord.from_trial(trial)
