@@ -40,7 +40,7 @@ from autoprune.config import (
 from autoprune.errors import ConfigError
 from autoprune.metrics import ModelCost, measure
 from autoprune.models import ModelSource, build_model, create_model, load
-from autoprune.quant import QuantSpec, quantize_
+from autoprune.quant import QuantSpec, parse_bit_choices, quantize_
 
 if TYPE_CHECKING:
     import optuna
@@ -503,6 +503,7 @@ def run_search(
     cost: str = "size",
     halving: HalvingConfig | str | None = None,
     confirm: int | None = None,
+    search_bits: str | tuple[int, ...] | None = None,
 ) -> SearchResult:
     """Search per-group pruning ratios of ``model`` on ``data``; returns a ``SearchResult``.
 
@@ -535,6 +536,9 @@ def run_search(
       uniform reference are fine-tuned twice more with fresh seeds, and ``best()`` and
       ``uniform_lead()`` use those means (``SearchResult.confirm``). None: 3 for a budget
       search, 0 otherwise.
+    - ``search_bits`` (two-objective searches of DoReFa networks): the bit-widths every inner
+      layer may take, weights and input together, searched with the ratios (``"2,4,8"`` or
+      ``(2, 4, 8)``; the network's own must be one). None: every layer keeps its own.
     - ``observer``: an ``autoprune.search.SearchObserver`` told about progress (see
       ``autoprune.progress``); none by default, and the library prints nothing.
     - ``run=False`` prepares the study (baseline, reference trials) without running trials;
@@ -574,6 +578,7 @@ def run_search(
         sampler_options=dict(sampler_options or {}),
         cost=cost,
         halving=HalvingConfig.parse(halving) if isinstance(halving, str) else halving,
+        search_bits=None if search_bits is None else parse_bit_choices(search_bits),
     )
     with _quiet_optuna():
         session = SearchSession(request)

@@ -14,6 +14,11 @@ Every checkpoint autoprune writes also holds a ``preprocess`` section
 (``autoprune.preprocess.Preprocess.to_dict``: input size, channels, resize rule, mean/std,
 class names); files written before it existed still load, without it.
 
+A mixed-precision network (inner layers at other bit-widths than its ``QuantSpec``, see
+``autoprune.quant.mixed``) also holds a ``layer_bits`` section, ``{layer name: bits}``, and is
+written as format version 2, so an autoprune that cannot rebuild it refuses it instead of
+loading it at the wrong precision; every other checkpoint is still written as version 1.
+
 This module knows no architecture: models and training both build on it.
 """
 
@@ -28,9 +33,11 @@ from torch import nn
 from autoprune.config import ModelConfig
 from autoprune.errors import CheckpointError
 from autoprune.paths import write_atomically
+from autoprune.quant import layer_bits
 
 FORMAT = "autoprune-checkpoint"
-VERSION = 1
+VERSION = 2  # the newest format read; files without per-layer bit-widths are written as 1
+UNIFORM_VERSION = 1
 
 
 def save_checkpoint(
@@ -46,16 +53,20 @@ def save_checkpoint(
     """Write ``model`` as a checkpoint, atomically (``autoprune.paths.write_atomically``).
 
     ``training`` (plain data and tensors) is stored as the optional ``training`` section,
-    ``preprocess`` (``Preprocess.to_dict()``) as the ``preprocess`` section.
+    ``preprocess`` (``Preprocess.to_dict()``) as the ``preprocess`` section; layers at another
+    bit-width than the model's spec as the ``layer_bits`` section (read off ``model``).
     """
+    mixed = layer_bits(model, model_config.spec)
     payload = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": VERSION if mixed else UNIFORM_VERSION,
         "model": model_config.to_dict(),
         "kept_channels": dict(kept_channels or {}),
         "metadata": metadata or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if mixed:
+        payload["layer_bits"] = mixed
     if training is not None:
         payload["training"] = training
     if preprocess is not None:

@@ -456,6 +456,24 @@ def _plain_copy(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))  # tuples become lists, as after a JSON round trip
 
 
+def check_search_bits(bits: Any, *, budget: bool, method: str) -> None:
+    """``ConfigError`` unless searched bit-widths (see ``SearchConfig``) fit the kind of
+    search; the widths themselves are checked against the network
+    (``autoprune.quant.check_bit_choices``)."""
+    if bits is None:
+        return
+    if budget or method == "layerwise":
+        raise ConfigError(
+            "`search_bits` applies to the two-objective joint search only (a budget's exact "
+            "allocation and the layerwise method assume the network's own widths): drop "
+            "`search_bits`, or the budget and the layerwise method"
+        )
+    if isinstance(bits, str) or not all(
+        isinstance(b, int) and not isinstance(b, bool) for b in bits
+    ):
+        raise ConfigError(f"searched bit-widths must be whole numbers such as 2,4,8, got {bits!r}")
+
+
 def check_search_cost(cost: str, *, budget: bool, method: str) -> None:
     """``ConfigError`` unless ``cost`` (see ``SearchConfig``) fits the kind of search."""
     if cost not in SEARCH_COSTS:
@@ -486,6 +504,9 @@ class SearchConfig(_Plain):
       ``"size"``. Configs stored before it existed read as ``"size"``.
     - ``halving``: successive halving of a budget search's candidates (``HalvingConfig``);
       None (and configs stored before it existed): every candidate is fine-tuned in full.
+    - ``search_bits``: the widths every inner DoReFa layer may take, searched with the ratios
+      (``autoprune.quant.mixed``), ascending; None (and configs stored before it existed):
+      every layer keeps the network's own.
     """
 
     criterion: str = "angle-next"
@@ -500,9 +521,13 @@ class SearchConfig(_Plain):
     sampler_options: dict[str, Any] = field(default_factory=dict)
     cost: str = "size"
     halving: HalvingConfig | None = None
+    search_bits: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         require_number("search seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
+        check_search_bits(self.search_bits, budget=self.budget is not None, method=self.method)
+        if self.search_bits is not None:  # a stored list reads back equal to the tuple
+            object.__setattr__(self, "search_bits", tuple(sorted(set(self.search_bits))))
         check_search_cost(self.cost, budget=self.budget is not None, method=self.method)
         check_halving(self.halving, budget=self.budget is not None, method=self.method)
         if self.method not in SEARCH_METHODS:
@@ -532,6 +557,7 @@ class SearchConfig(_Plain):
             "sampler_options": _plain_copy(self.sampler_options),
             "cost": self.cost,
             "halving": None if self.halving is None else self.halving.to_dict(),
+            "search_bits": None if self.search_bits is None else list(self.search_bits),
         }
 
     @classmethod

@@ -43,7 +43,7 @@ from autoprune.export import (
 from autoprune.metrics import BITS_PER_MB
 from autoprune.models import MODELS
 from autoprune.paths import check_output, write_text_atomically
-from autoprune.quant import QuantSpec
+from autoprune.quant import QuantSpec, parse_bit_choices
 from autoprune.search import (
     DEFAULT_BITS,
     DEFAULT_MODEL,
@@ -302,6 +302,15 @@ def search(
             show_default=False,
         ),
     ] = None,
+    search_bits: Annotated[
+        str | None,
+        typer.Option(
+            help="Without a target, on a DoReFa network: also search each inner layer's "
+            "bit-width (weights and input together) among these, e.g. 2,4,8 (the network's "
+            "own among them); costed exactly in size and BOPs.",
+            metavar="BITS",
+        ),
+    ] = None,
     sampler: Annotated[str, typer.Option(help=f"{choices('sampler')}.")] = "gp",
     sampler_option: Annotated[
         list[str] | None,
@@ -437,6 +446,7 @@ def search(
         warm_start=warm_start,
         cost=cost,
         halving=None if halving is None else HalvingConfig.parse(halving),
+        search_bits=None if search_bits is None else parse_bit_choices(search_bits),
         layerwise=LayerwiseConfig(
             evaluations=evaluations,
             probes=min(3, evaluations),
@@ -520,11 +530,24 @@ def _print_plan(request: SearchRequest, confirm_top: int = 0) -> None:
     def size(bits: int) -> str:
         return f"{bits / BITS_PER_MB:.4g} MB ({100 * bits / plan.quantized_size_bits:.1f} %)"
 
-    console.print(
-        f"reachable size: {size(plan.smallest_size_bits)} with every group at its highest "
-        f"ratio, to {size(plan.largest_size_bits)} at its lowest; the unpruned quantized "
-        f"model is {plan.quantized_size_bits / BITS_PER_MB:.4g} MB"
-    )
+    if plan.bit_choices is None:
+        console.print(
+            f"reachable size: {size(plan.smallest_size_bits)} with every group at its highest "
+            f"ratio, to {size(plan.largest_size_bits)} at its lowest; the unpruned quantized "
+            f"model is {plan.quantized_size_bits / BITS_PER_MB:.4g} MB"
+        )
+    else:
+        widths = ",".join(map(str, plan.bit_choices))
+        console.print(
+            f"bit-widths searched: {widths} for each of {plan.bit_layers} inner layers "
+            "(weights and input together)"
+        )
+        console.print(
+            f"reachable size: {size(plan.smallest_size_bits)} with every group at its highest "
+            f"ratio and every layer at {min(plan.bit_choices)} bits, to "
+            f"{size(plan.largest_size_bits)} at the lowest ratios and {max(plan.bit_choices)} "
+            f"bits; the unpruned quantized model is {plan.quantized_size_bits / BITS_PER_MB:.4g} MB"
+        )
     if plan.budget is not None:
         console.print(f"budget: every trial's network {plan.budget}")
     parts = ", ".join(f"{name} {value:.2f}" for name, value in plan.seconds.items())

@@ -20,12 +20,12 @@ from torch import nn
 
 from autoprune.checkpoint import load_state_strictly, read_checkpoint
 from autoprune.config import ModelConfig
-from autoprune.errors import CheckpointError, UntrustedModelError
+from autoprune.errors import CheckpointError, ConfigError, UntrustedModelError
 from autoprune.models.external import create_external_model, is_external
 from autoprune.models.registry import create_model
 from autoprune.preprocess import Preprocess
 from autoprune.prune import shrink_to_
-from autoprune.quant import quantize_
+from autoprune.quant import quantize_, set_layer_bits_
 
 ModelSource = str | Callable[..., nn.Module] | nn.Module | None
 """What builds a checkpoint's architecture: its name (required to allow a user-defined
@@ -56,9 +56,12 @@ def build_model(
     model_config: ModelConfig,
     kept_channels: dict[str, int] | None = None,
     *,
+    layer_bits: dict[str, int] | None = None,
     what: str = "this model description",
 ) -> nn.Module:
-    """The (possibly pruned) architecture described by ``model_config``, freshly initialised.
+    """The (possibly pruned, possibly mixed-precision) architecture described by
+    ``model_config``, freshly initialised; ``layer_bits`` gives inner layers another
+    bit-width than the spec's (``autoprune.quant.set_layer_bits_``).
 
     A user-defined architecture is built only from ``model_config.source`` (see
     ``ModelConfig``); ``what`` names the description's origin in the error otherwise.
@@ -67,6 +70,8 @@ def build_model(
     """
     with torch.inference_mode(False), torch.enable_grad():
         model = _architecture(model_config, what)
+        if layer_bits:
+            set_layer_bits_(model, layer_bits)
         if kept_channels:
             example = torch.zeros(1, *model_config.input_shape)
             shrink_to_(model, kept_channels, example_input=example)
@@ -130,13 +135,19 @@ def load_checkpoint(
     try:
         config = ModelConfig.from_dict(payload["model"])
         kept = {str(k): int(v) for k, v in (payload.get("kept_channels") or {}).items()}
+        bits = {str(k): int(v) for k, v in (payload.get("layer_bits") or {}).items()}
         config.spec  # noqa: B018  (validates the stored quantization)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(
             f"{what} has an invalid model description ({error}): re-create it"
         ) from error
     config = allow_source(config, model, what)
-    network = build_model(config, kept or None, what=what)
+    try:
+        network = build_model(config, kept or None, layer_bits=bits or None, what=what)
+    except ConfigError as error:  # e.g. layer_bits naming a layer the model does not have
+        if not bits:
+            raise
+        raise CheckpointError(f"{what} cannot be rebuilt ({error}): re-create it") from error
     load_state_strictly(network, payload["state_dict"], what)
     return LoadedCheckpoint(
         model=network.to(device),

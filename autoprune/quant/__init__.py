@@ -9,6 +9,13 @@ from autoprune.quant.layers import (
     weight_bits,
     weight_scale_bits,
 )
+from autoprune.quant.mixed import (
+    bit_layers,
+    check_bit_choices,
+    layer_bits,
+    parse_bit_choices,
+    set_layer_bits_,
+)
 from autoprune.quant.quantizers import (
     ACTIVATION_QUANTIZERS,
     WEIGHT_QUANTIZERS,
@@ -46,10 +53,15 @@ __all__ = [
     "Sign",
     "SignedUniformActivation",
     "XNORWeight",
+    "bit_layers",
+    "check_bit_choices",
     "input_bits",
+    "layer_bits",
+    "parse_bit_choices",
     "parse_edge_bits",
     "quantize_",
     "round_ste",
+    "set_layer_bits_",
     "weight_bits",
     "weight_scale_bits",
 ]

@@ -23,9 +23,11 @@ from autoprune.data.base import default_cache_dir
 from autoprune.metrics import measure
 from autoprune.models import build_model
 from autoprune.prune import prune_
+from autoprune.quant import set_layer_bits_
 from autoprune.search.coverage import GroupsReport, report_groups
 from autoprune.search.objective import CandidateEvaluator
 from autoprune.search.session import SearchRequest, SearchSession, open_search_storage
+from autoprune.search.space import split_params
 from autoprune.search.storage import storage_file
 from autoprune.search.study import finished_trials
 from autoprune.train import evaluate
@@ -47,12 +49,14 @@ class SearchPlan:
     device: str
     groups: GroupsReport  # the searched groups are those of the request's space
     quantized_size_bits: int
-    smallest_size_bits: int  # every group at its highest ratio
-    largest_size_bits: int  # every group at its lowest ratio
+    smallest_size_bits: int  # every group at its highest ratio (searched widths: the lowest)
+    largest_size_bits: int  # every group at its lowest ratio (searched widths: the highest)
     finetune_steps: int  # per trial; 0 for the layer-wise method (it retrains per group)
     budget: str | None  # a budget search's limit, described; None for a two-objective search
     seconds: dict[str, float]  # per trial: prune, finetune (all its steps), evaluate
     trials: int
+    bit_choices: tuple[int, ...] | None = None  # widths searched per layer, if any
+    bit_layers: int = 0  # layers whose width is searched
 
     @property
     def seconds_per_trial(self) -> float:
@@ -109,7 +113,8 @@ def _baseline(preview: _Preview) -> tuple[nn.Module, str]:
 def _pruned_size(
     network: nn.Module, ratios: dict[str, float], shape: tuple[int, ...], device: torch.device
 ) -> int:
-    pruned = copy.deepcopy(network)
+    ratios, bits = split_params(ratios)
+    pruned = set_layer_bits_(copy.deepcopy(network), bits)
     example = torch.zeros(1, *shape, device=device)
     with torch.inference_mode(False), torch.enable_grad():  # tracing the groups needs autograd
         prune_(pruned, ratios, criterion="l1", example_input=example)  # sizes: any criterion
@@ -178,6 +183,10 @@ def plan_search(request: SearchRequest) -> SearchPlan:
     low = {group.name: group.low for group in space.groups}
     high = {group.name: group.high for group in space.groups}
     middle = {g.name: g.low + round((g.high - g.low) / g.step / 2) * g.step for g in space.groups}
+    if space.bits is not None:  # the size range spans the widths too
+        low.update(space.bits.at(max(space.bits.choices)))
+        high.update(space.bits.at(min(space.bits.choices)))
+        middle.update(space.bits.unchanged())
     cpu_network = copy.deepcopy(network).cpu()
     return SearchPlan(
         study_name=preview.study_name,
@@ -195,6 +204,8 @@ def plan_search(request: SearchRequest) -> SearchPlan:
         budget=_budget(preview),
         seconds=_time_trial(preview, network, middle),
         trials=request.trials,
+        bit_choices=None if space.bits is None else space.bits.choices,
+        bit_layers=0 if space.bits is None else len(space.bits.layers),
     )
 
 

@@ -30,6 +30,7 @@ from autoprune.paths import check_output
 from autoprune.preprocess import preprocess_of
 from autoprune.search.objective import CandidateEvaluator, recover
 from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.space import split_params
 from autoprune.search.study import BASELINE_PATH_ATTR, run_config_of
 from autoprune.train import evaluate
 
@@ -158,6 +159,7 @@ def export_trial(
             evaluator = replace(evaluator, finetune_config=finetune)
         network, kept = evaluator.build(trial_ratios(trial), seed=seed)
         steps = evaluator.finetune_config.steps
+    ratios, bits = split_params(trial_ratios(trial))
     val, test = evaluate(network, data, "val"), evaluate(network, data, "test")
     cost = measure(network, model_config.input_shape)
     save_checkpoint(
@@ -168,7 +170,8 @@ def export_trial(
         metadata={
             "study": study.study_name,
             "trial": trial_number,
-            "ratios": trial_ratios(trial),
+            "ratios": ratios,
+            "layer_bits": bits,
             "val_accuracy": val.accuracy,
             "test_accuracy": test.accuracy,
             "finetune": None if finetune is None else finetune.to_dict(),

@@ -25,6 +25,8 @@ from autoprune.data import DataSplits, calibration_batches, validation_subset
 from autoprune.errors import ConfigError
 from autoprune.metrics import measure
 from autoprune.prune import CRITERIA, prune_
+from autoprune.quant import set_layer_bits_
+from autoprune.search.space import split_params
 from autoprune.train import (
     Distillation,
     Evaluation,
@@ -154,9 +156,14 @@ class CandidateEvaluator:
         return self._calibration
 
     def prune(self, ratios: dict[str, float], *, seed: int) -> tuple[nn.Module, dict[str, int]]:
-        """A pruned copy of the baseline (not recovered) and its kept channels per group."""
+        """A pruned copy of the baseline (not recovered) and its kept channels per group.
+
+        ``ratios`` may also hold searched bit-widths (``bits:<layer>``, see
+        ``autoprune.search.space.split_params``): those layers are re-quantized first, so the
+        criterion scores the filters at the precision they will have."""
+        ratios, bits = split_params(ratios)
         device = next(self.baseline.parameters()).device
-        model = copy.deepcopy(self.baseline)
+        model = set_layer_bits_(copy.deepcopy(self.baseline), bits)
         example = torch.zeros(1, *self.model_config.input_shape, device=device)
         # ``seed`` also drives the random criterion: a rebuilt trial prunes the same channels
         kept = prune_(

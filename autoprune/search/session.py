@@ -34,6 +34,7 @@ from autoprune.config import (
     SearchConfig,
     TrainConfig,
     check_halving,
+    check_search_bits,
     check_search_cost,
 )
 from autoprune.data import DataSplits, ImageData, load_dataset
@@ -45,7 +46,13 @@ from autoprune.models import build_model, load_checkpoint
 from autoprune.models.external import is_external
 from autoprune.preprocess import preprocess_of
 from autoprune.prune import CRITERIA
-from autoprune.quant import QuantConv2d, QuantLinear, QuantSpec, parse_edge_bits
+from autoprune.quant import (
+    QuantConv2d,
+    QuantLinear,
+    QuantSpec,
+    check_bit_choices,
+    parse_edge_bits,
+)
 from autoprune.search.budget import Budget, BudgetAllocator, CostModel
 from autoprune.search.confirm import (
     CONFIRM_SEEDS,
@@ -151,6 +158,9 @@ class SearchRequest:
     # successive halving of a budget search's candidates (autoprune.config.HalvingConfig);
     # None: every candidate is fine-tuned in full
     halving: HalvingConfig | None = None
+    # bit-widths every inner DoReFa layer may take (weights and input together), searched
+    # with the ratios, e.g. (2, 4, 8); None: every layer keeps the network's own
+    search_bits: tuple[int, ...] | None = None
 
     def quant_spec(self) -> QuantSpec:
         """The requested quantization with the default filled in (no checkpoint involved)."""
@@ -394,6 +404,9 @@ class SearchSession:
             method=request.method,
             steps=request.finetune.steps,
         )
+        check_search_bits(
+            request.search_bits, budget=self.budget_target is not None, method=request.method
+        )
         if request.method == "layerwise" and request.warm_start is not None:
             raise ConfigError(
                 "the layerwise method has no warm start: drop `warm_start` or use `method='joint'`"
@@ -479,9 +492,14 @@ class SearchSession:
             assert request.train is not None  # _check_request
             self.baseline_identity = {"train": request.train.to_dict()}
         example = torch.zeros(1, *self.model_config.input_shape)
+        architecture = build_model(self.model_config)
         self.space = load_search_space(
-            self.model_config.name, build_model(self.model_config), example, request.search_space
+            self.model_config.name, architecture, example, request.search_space
         )
+        if request.search_bits is not None:
+            spec = self.model_config.spec
+            check_bit_choices(tuple(request.search_bits), spec)
+            self.space = self.space.with_bits(architecture, tuple(request.search_bits), spec.wbits)
         self.study_name = request.study_name or (
             f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset_name}"
         )
@@ -532,6 +550,7 @@ class SearchSession:
                 sampler_options=dict(request.sampler_options),
                 cost=request.cost,
                 halving=request.halving,
+                search_bits=None if self.space.bits is None else self.space.bits.choices,
             ),
         )
         # Opened once the request is known to be valid, still before minutes of training.
@@ -641,7 +660,10 @@ class SearchSession:
                 build_model(self.model_config), self.model_config.input_shape, self.space.names
             )
             points = front_warm_start_points(table, self.space, costs, self.request.cost)
-            distributions = {group.name: group.distribution() for group in self.space.groups}
+            distributions = self.space.distributions()
+            if self.space.bits is not None:  # pruning-only points: every layer at its own width
+                unchanged = self.space.bits.unchanged()
+                points = [(label, {**unchanged, **params}) for label, params in points]
         for label, params in points:
             enqueue_labelled(self.study, self.storage, params, distributions, label)
 
@@ -759,9 +781,7 @@ class SearchSession:
         ``control`` stops it (signals, a wall-clock limit: ``worker.stop_on_signals``); a stop
         raises ``worker.Stop`` after failing and re-queueing the running trial.
         """
-        distinct = 1
-        for group in self.space.groups:
-            distinct *= round((group.high - group.low) / group.step) + 1
+        distinct = self.space.distinct_points()
         budget = self.allocator is not None
         if budget:  # shapes are continuous: networks repeat only within one channel's width
             distinct = max(distinct, 10**9)

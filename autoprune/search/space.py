@@ -19,6 +19,10 @@ all groups as the model defines them.
 Models without a file get one generated from all their channel groups, residual ones
 included (listed by name).
 
+A search may also choose each inner DoReFa layer's bit-width (weights and input together) from
+a few choices (``BitChoices``, set by ``SearchSpace.with_bits``, never by the file): Optuna
+parameters ``bits:<layer>``, next to the groups' ratios. ``split_params`` separates the two.
+
 Files are checked against a fixed schema before anything is searched: only the keys above
 (a typo is named with its closest match), numbers where numbers belong, ratios in [0, 1),
 ``low <= high``, ``high - low`` a whole number of ``step``s (Optuna would otherwise silently
@@ -44,12 +48,51 @@ from torch import nn
 from autoprune.errors import ConfigError
 from autoprune.prune import find_groups
 from autoprune.prune.groups import RESIDUAL_PREFIX
+from autoprune.quant import bit_layers
 
 DEFAULT_RATIO = {"low": 0.0, "high": 0.6, "step": 0.05}
 TOP_KEYS = ("model", "ratio", "groups", "residual")
 RATIO_KEYS = ("low", "high", "step")
 GROUP_KEYS = ("name", *RATIO_KEYS)
 _EXAMPLE_RATIO = "{low: 0.0, high: 0.6, step: 0.05}"
+BITS_PREFIX = "bits:"
+"""Prefix of the Optuna parameter holding a layer's searched bit-width, ``bits:<layer>``."""
+
+
+def split_params(params: dict[str, float]) -> tuple[dict[str, float], dict[str, int]]:
+    """A trial's parameters (or ratios) as ``(ratios per group, bits per layer)``."""
+    ratios = {k: v for k, v in params.items() if not k.startswith(BITS_PREFIX)}
+    bits = {k[len(BITS_PREFIX) :]: int(v) for k, v in params.items() if k.startswith(BITS_PREFIX)}
+    return ratios, bits
+
+
+@dataclass(frozen=True)
+class BitChoices:
+    """The widths each of ``layers`` may take; ``own`` is the network's (its reference points)."""
+
+    layers: tuple[str, ...]
+    choices: tuple[int, ...]
+    own: int
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, int]:
+        return {
+            BITS_PREFIX + layer: trial.suggest_categorical(BITS_PREFIX + layer, self.choices)
+            for layer in self.layers
+        }
+
+    def at(self, width: int) -> dict[str, int]:
+        """Every layer at ``width``, as parameters."""
+        return {BITS_PREFIX + layer: width for layer in self.layers}
+
+    def unchanged(self) -> dict[str, int]:
+        """Every layer at the network's own width: the parameters of a pruning-only point."""
+        return self.at(self.own)
+
+    def distributions(self) -> dict[str, optuna.distributions.CategoricalDistribution]:
+        return {
+            BITS_PREFIX + layer: optuna.distributions.CategoricalDistribution(self.choices)
+            for layer in self.layers
+        }
 
 
 @dataclass(frozen=True)
@@ -70,26 +113,57 @@ class SearchSpace:
     residual: bool = False
     """Every residual group of the model is searched (those not listed get ``defaults``)."""
     defaults: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIO), compare=False)
+    bits: BitChoices | None = None
+    """Per-layer bit-widths searched too (``with_bits``); None: the network's own throughout."""
 
     @property
     def names(self) -> list[str]:
         return [group.name for group in self.groups]
 
     def suggest(self, trial: optuna.Trial) -> dict[str, float]:
-        """One ratio per group; Optuna parameter names are the group names."""
-        return {
+        """One ratio per group (Optuna parameters named after the groups), then the searched
+        bit-widths, if any (``bits:<layer>``)."""
+        ratios = {
             group.name: trial.suggest_float(group.name, group.low, group.high, step=group.step)
             for group in self.groups
         }
+        return ratios if self.bits is None else {**ratios, **self.bits.suggest(trial)}
 
     def uniform(self, ratio: float) -> dict[str, float]:
-        """The same ratio for every group, clipped to each group's range and snapped to its step."""
+        """The same ratio for every group, clipped to each group's range and snapped to its
+        step; searched bit-widths at the network's own."""
         params = {}
         for group in self.groups:
             clipped = min(max(ratio, group.low), group.high)
             snapped = group.low + round((clipped - group.low) / group.step) * group.step
             params[group.name] = round(min(snapped, group.high), 10)
-        return params
+        return params if self.bits is None else {**params, **self.bits.unchanged()}
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The Optuna distribution of every parameter ``suggest`` draws."""
+        ratios = {group.name: group.distribution() for group in self.groups}
+        return ratios if self.bits is None else {**ratios, **self.bits.distributions()}
+
+    def distinct_points(self) -> int:
+        """How many different parameter sets the space holds."""
+        count = 1
+        for group in self.groups:
+            count *= round((group.high - group.low) / group.step) + 1
+        if self.bits is not None:
+            count *= len(self.bits.choices) ** len(self.bits.layers)
+        return count
+
+    def with_bits(self, model: nn.Module, choices: tuple[int, ...], own: int) -> SearchSpace:
+        """This space searching, besides the ratios, the width of every inner DoReFa layer of
+        ``model`` among ``choices`` (``autoprune.quant.bit_layers``; the choices are checked
+        by ``autoprune.quant.check_bit_choices``)."""
+        layers = tuple(bit_layers(model))
+        if not layers:
+            raise ConfigError(
+                f"{self.model} has no inner DoReFa layer whose bit-width could be searched: "
+                "search its ratios alone"
+            )
+        return replace(self, bits=BitChoices(layers, tuple(sorted(set(choices))), own))
 
     def to_dict(self) -> dict[str, Any]:
         # "residual" only when set: spaces without it keep the identity existing studies hold

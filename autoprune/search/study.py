@@ -175,7 +175,7 @@ def enqueue_reference_trials(
     waiting trial holds it (an interrupted or killed one failed and must be redone), and a
     copy queued by two workers at once is dropped again (``worker.enqueue_once``).
     """
-    distributions = {group.name: group.distribution() for group in space.groups}
+    distributions = space.distributions()
     seen: list[dict[str, float]] = []
     for ratio in (0.0, *UNIFORM_PROBES):
         params = space.uniform(ratio)

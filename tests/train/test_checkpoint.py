@@ -14,7 +14,7 @@ from autoprune.data import load_dataset
 from autoprune.errors import CheckpointError
 from autoprune.models import build_model
 from autoprune.prune import prune_
-from autoprune.quant import QuantSpec
+from autoprune.quant import QuantSpec, layer_bits, set_layer_bits_
 from autoprune.train import obtain_baseline
 
 CONFIG = ModelConfig("tiny_resnet", QuantSpec.from_bits(2).to_dict(), 10, 1, 8)
@@ -38,6 +38,38 @@ def test_pruned_round_trip_is_exact(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert not (tmp_path / "pruned.pt.partial").exists()
+
+
+def test_a_mixed_precision_network_round_trips_as_format_2(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(CONFIG).eval()
+    uniform = save_checkpoint(tmp_path / "uniform.pt", model, CONFIG)
+    assert torch.load(uniform, weights_only=True)["version"] == 1  # older readers still read it
+    assert "layer_bits" not in torch.load(uniform, weights_only=True)
+
+    set_layer_bits_(model, {"layers.0.0.conv1": 8, "layers.1.0.conv2": 4})
+    kept = prune_(
+        model, {"layers.0.0.conv1": 0.5}, criterion="l1", example_input=torch.zeros(1, 1, 8, 8)
+    )
+    path = save_checkpoint(tmp_path / "mixed.pt", model, CONFIG, kept_channels=kept)
+    payload = torch.load(path, weights_only=True)
+    assert payload["version"] == 2
+    assert payload["layer_bits"] == {"layers.0.0.conv1": 8, "layers.1.0.conv2": 4}
+    loaded = autoprune.load(path)
+    assert layer_bits(loaded, CONFIG.spec) == payload["layer_bits"]
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert autoprune.measure(loaded, (1, 8, 8)) == autoprune.measure(model, (1, 8, 8))
+
+    payload["layer_bits"] = {"conv1": 4}  # the stem keeps its precision: a damaged file
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="cannot be rebuilt.*re-create it"):
+        autoprune.load(path)
+    payload["version"] = 3
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="newer than this autoprune"):
+        autoprune.load(path)
 
 
 def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
