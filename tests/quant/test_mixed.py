@@ -94,7 +94,7 @@ def test_choices_are_parsed_and_checked_against_the_network() -> None:
         check_bit_choices((2,), W2A2)
     with pytest.raises(ConfigError, match="unsupported searched bit-width 16"):
         check_bit_choices((2, 16), W2A2)
-    with pytest.raises(ConfigError, match="need a DoReFa network.*bnn"):
+    with pytest.raises(ConfigError, match=r"need a DoReFa network.*bnn"):
         check_bit_choices((1, 2), QuantSpec.from_bits(1))
     with pytest.raises(ConfigError, match="w2a32"):
         check_bit_choices((2, 4), QuantSpec.from_options(wbits=2))

@@ -116,9 +116,9 @@ def test_resuming_needs_the_same_choices(searched: dict) -> None:
     result, data, options = searched["result"], searched["data"], searched["options"]
     resumed = autoprune.run_search(searched["model"], data, **options)  # complete: no new trial
     assert len(_complete(resumed)) == 6
-    with pytest.raises(ConfigError, match="another configuration.*search_bits"):
+    with pytest.raises(ConfigError, match=r"another configuration.*search_bits"):
         autoprune.run_search(searched["model"], data, **{**options, "search_bits": "2,4"})
-    with pytest.raises(ConfigError, match="another configuration.*search_bits"):
+    with pytest.raises(ConfigError, match=r"another configuration.*search_bits"):
         autoprune.run_search(searched["model"], data, **{**options, "search_bits": None})
     assert len(_complete(result)) == 6  # nothing stored was lost
 

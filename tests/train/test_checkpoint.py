@@ -64,7 +64,7 @@ def test_a_mixed_precision_network_round_trips_as_format_2(tmp_path: Path) -> No
 
     payload["layer_bits"] = {"conv1": 4}  # the stem keeps its precision: a damaged file
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="cannot be rebuilt.*re-create it"):
+    with pytest.raises(CheckpointError, match=r"cannot be rebuilt.*re-create it"):
         autoprune.load(path)
     payload["version"] = 3
     torch.save(payload, path)
