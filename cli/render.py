@@ -22,7 +22,13 @@ from rich.table import Table
 
 from autoprune.export import LayerChange, PruneReport
 from autoprune.metrics import BITS_PER_MB
-from autoprune.search import GroupDecision, LayerwiseResult, SearchObserver, compact_ratios
+from autoprune.search import (
+    GroupDecision,
+    LayerwiseResult,
+    SearchObserver,
+    compact_bits,
+    compact_ratios,
+)
 from autoprune.search.coverage import GroupsReport
 from autoprune.search.pareto import UniformLead
 from autoprune.search.record import TrialRecord, trial_ratios
@@ -58,6 +64,7 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
     table = Table(title=title, caption=caption)
     # trials confirmed with fresh fine-tune seeds show their mean beside the search's score
     confirmed = "confirmed_accuracy" in frame and bool(frame["confirmed_accuracy"].notna().any())
+    widths = "bits" in frame and bool(frame["bits"].astype(bool).any())  # searched bit-widths
     for column, justify in [
         ("trial", "right"),
         ("val acc %", "right"),
@@ -69,6 +76,7 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
         ("MMACs", "right"),
         ("note", "left"),
         ("ratios % (per group)", "left"),
+        *([("bits (per layer)", "left")] if widths else []),
     ]:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in frame.itertuples(index=False):
@@ -83,6 +91,7 @@ def pareto_table(frame: pd.DataFrame, title: str) -> Table:
             _format(row.macs / 1e6 if row.macs is not None else None, ".2f"),
             row.reference or "",
             row.ratios,
+            *([row.bits] if widths else []),
         )
     return table
 
@@ -141,10 +150,11 @@ def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:
             f"{score:6.2f} %)  {size}  {seconds:5.1f} s  "
             f"ratios % {compact_ratios(trial_ratios(trial))}"
         )
+    widths = compact_bits(trial_ratios(trial))
     return (
         f"trial {trial.number:>3}: val acc {100 * trial.values[0]:6.2f} %  "
         f"{size}  {seconds:5.1f} s  "
-        f"ratios % {compact_ratios(trial_ratios(trial))}"
+        f"ratios % {compact_ratios(trial_ratios(trial))}" + (f"  bits {widths}" if widths else "")
     )
 
 

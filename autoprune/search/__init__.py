@@ -3,7 +3,7 @@
 from autoprune.search.export import ExportedTrial, export_trial
 from autoprune.search.layerwise import GroupDecision, LayerwiseConfig, LayerwiseResult
 from autoprune.search.objective import CandidateEvaluator, CandidateResult, FinetuneConfig
-from autoprune.search.pareto import compact_ratios, trials_frame
+from autoprune.search.pareto import compact_bits, compact_ratios, trials_frame
 from autoprune.search.record import TrialRecord
 from autoprune.search.samplers import SAMPLERS, create_sampler
 from autoprune.search.session import DEFAULT_BITS, DEFAULT_MODEL, SearchRequest, SearchSession
@@ -36,6 +36,7 @@ __all__ = [
     "SearchSession",
     "SearchSpace",
     "TrialRecord",
+    "compact_bits",
     "compact_ratios",
     "create_sampler",
     "export_trial",

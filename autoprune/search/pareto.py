@@ -19,6 +19,7 @@ from autoprune.errors import ConfigError
 from autoprune.search.budget import parse_amount
 from autoprune.search.confirm import difference_noise, seed_variance, stored_confirmations
 from autoprune.search.record import TrialRecord, trial_ratios
+from autoprune.search.space import split_params
 from autoprune.search.study import BUDGET_REFERENCE, REFERENCE_ATTR, run_config_of
 
 COLUMNS = [
@@ -33,6 +34,7 @@ COLUMNS = [
     "params",
     "reference",
     "ratios",
+    "bits",
 ]
 RATIO_PREFIX = "ratio:"
 
@@ -53,8 +55,15 @@ def group_names(study: optuna.Study) -> list[str]:
 
 
 def compact_ratios(params: dict[str, float]) -> str:
-    """Ratios in percent, in group order, e.g. ``0 15 30 ...``."""
-    return " ".join(f"{round(100 * value):d}" for value in params.values())
+    """Ratios in percent, in group order, e.g. ``0 15 30 ...`` (searched widths left out)."""
+    ratios, _ = split_params(params)
+    return " ".join(f"{round(100 * value):d}" for value in ratios.values())
+
+
+def compact_bits(params: dict[str, float]) -> str:
+    """Searched widths in layer order, e.g. ``2 8 4 ...``; empty when none were searched."""
+    _, bits = split_params(params)
+    return " ".join(str(width) for width in bits.values())
 
 
 def study_cost(study: optuna.Study) -> str:
@@ -132,6 +141,7 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
                 "params": record.params,
                 "reference": record.reference or "",
                 "ratios": compact_ratios({g: ratios.get(g, 0.0) for g in groups}),
+                "bits": compact_bits(ratios),
                 **{RATIO_PREFIX + g: ratios.get(g) for g in groups},
             }
         )

@@ -71,6 +71,9 @@ def test_the_study_records_the_choices_and_references_keep_the_own_width(searche
     )
     unpruned = next(t for t in references if t.user_attrs["reference"] == "unpruned")
     assert unpruned.user_attrs["size_bits"] == result.session.reference.quantized_size_bits
+    frame = result.pareto(all_trials=True)
+    assert frame.attrs["groups"] == ["features.0", "features.3", "features.6"]  # ratios only
+    assert set(frame["bits"]) >= {"2 2", "8 4"}  # the queued point's widths, layer order
 
 
 def test_every_trial_is_costed_and_rebuilt_at_its_widths(searched: dict) -> None:
