@@ -1,7 +1,9 @@
 """Search fronts: which method finds the best accuracy/size front, judged on data it never saw?
 
 For one trained checkpoint (a *setting*), every method in ``--methods`` (samplers of the joint
-search: ``gp``, ``random``, ``tpe``, ``nsga2``, ``botorch``) runs the same two-objective search
+search: ``gp``, ``random``, ``tpe``, ``nsga2``, ``botorch``; with the suffix ``-bits`` the same
+sampler also searches each inner layer's bit-width among ``--search-bits``) runs the same
+two-objective search
 for every seed in ``--seeds``, with the same budget in fine-tune steps (``--trials`` trials of
 the search's fine-tune, its four reference trials included: every method gets them). Then each
 study's validation front is rebuilt trial by trial (the trial's own fine-tune replayed, so the
@@ -20,6 +22,7 @@ Studies persist in ``--out/studies.db`` and the test scores in ``--out/records.j
 per rebuilt trial, written as it finishes): a rerun resumes both, so the run spans sessions.
 
     python benchmarks/search_fronts.py --methods gp,random,tpe --seeds 0,1,2 --trials 24
+    python benchmarks/search_fronts.py --methods gp,gp-bits --seeds 0 --trials 24
     python benchmarks/search_fronts.py --report
 """
 
@@ -43,12 +46,14 @@ from search_settings import (
 
 from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
+from autoprune.quant import parse_bit_choices
 from autoprune.search.pareto import trials_frame
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.session import SearchRequest, SearchSession
 from autoprune.train import evaluate
 
 REFERENCE_DROP = 0.10  # the hypervolume's reference accuracy: parent test accuracy minus this
+BITS_SUFFIX = "-bits"  # a method that also searches per-layer bit-widths
 
 
 @dataclass(frozen=True)
@@ -95,11 +100,13 @@ def run(args: argparse.Namespace) -> None:
     space = residual_space_file(out, "resnet20")
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in args.methods.split(","):
+            widths = method.endswith(BITS_SUFFIX)
             request = SearchRequest(
                 checkpoint=SETTINGS[args.setting].checkpoint,
                 data_dir=SETTINGS[args.setting].data_dir,
                 trials=args.trials,
-                sampler=method,
+                sampler=method.removesuffix(BITS_SUFFIX),
+                search_bits=parse_bit_choices(args.search_bits) if widths else None,
                 criterion=CRITERION,
                 search_space=str(space),
                 storage=str(out / "studies.db"),
@@ -201,6 +208,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--search-bits", default="2,4,8", help="widths the -bits methods choose among"
+    )
     parser.add_argument("--out", default="benchmarks/results/search_fronts")
     parser.add_argument("--report", action="store_true", help="only summarise the records")
     args = parser.parse_args()
