@@ -536,7 +536,7 @@ def run_search(
       uniform reference are fine-tuned twice more with fresh seeds, and ``best()`` and
       ``uniform_lead()`` use those means (``SearchResult.confirm``). None: 3 for a budget
       search, 0 otherwise.
-    - ``search_bits`` (two-objective searches of DoReFa networks): the bit-widths every inner
+    - ``search_bits`` (joint searches of DoReFa networks): the bit-widths every inner
       layer may take, weights and input together, searched with the ratios (``"2,4,8"`` or
       ``(2, 4, 8)``; the network's own must be one). None: every layer keeps its own.
     - ``observer``: an ``autoprune.search.SearchObserver`` told about progress (see

@@ -456,17 +456,16 @@ def _plain_copy(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))  # tuples become lists, as after a JSON round trip
 
 
-def check_search_bits(bits: Any, *, budget: bool, method: str) -> None:
+def check_search_bits(bits: Any, *, method: str) -> None:
     """``ConfigError`` unless searched bit-widths (see ``SearchConfig``) fit the kind of
     search; the widths themselves are checked against the network
     (``autoprune.quant.check_bit_choices``)."""
     if bits is None:
         return
-    if budget or method == "layerwise":
+    if method == "layerwise":
         raise ConfigError(
-            "`search_bits` applies to the two-objective joint search only (a budget's exact "
-            "allocation and the layerwise method assume the network's own widths): drop "
-            "`search_bits`, or the budget and the layerwise method"
+            "`search_bits` applies to the joint search only (the layerwise method prunes at "
+            "the network's own widths): drop `search_bits` or use `method='joint'`"
         )
     if isinstance(bits, str) or not all(
         isinstance(b, int) and not isinstance(b, bool) for b in bits
@@ -525,7 +524,7 @@ class SearchConfig(_Plain):
 
     def __post_init__(self) -> None:
         require_number("search seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
-        check_search_bits(self.search_bits, budget=self.budget is not None, method=self.method)
+        check_search_bits(self.search_bits, method=self.method)
         if self.search_bits is not None:  # a stored list reads back equal to the tuple
             object.__setattr__(self, "search_bits", tuple(sorted(set(self.search_bits))))
         check_search_cost(self.cost, budget=self.budget is not None, method=self.method)

@@ -305,9 +305,9 @@ def search(
     search_bits: Annotated[
         str | None,
         typer.Option(
-            help="Without a target, on a DoReFa network: also search each inner layer's "
-            "bit-width (weights and input together) among these, e.g. 2,4,8 (the network's "
-            "own among them); costed exactly in size and BOPs.",
+            help="On a DoReFa network: also search each inner layer's bit-width (weights "
+            "and input together) among these, e.g. 2,4,8 (the network's own among them); "
+            "costed exactly in size and BOPs, within the budget with a target.",
             metavar="BITS",
         ),
     ] = None,

@@ -404,9 +404,7 @@ class SearchSession:
             method=request.method,
             steps=request.finetune.steps,
         )
-        check_search_bits(
-            request.search_bits, budget=self.budget_target is not None, method=request.method
-        )
+        check_search_bits(request.search_bits, method=request.method)
         if request.method == "layerwise" and request.warm_start is not None:
             raise ConfigError(
                 "the layerwise method has no warm start: drop `warm_start` or use `method='joint'`"
@@ -521,7 +519,14 @@ class SearchSession:
             return None
         metric, target = self.budget_target
         input_shape = self.model_config.input_shape
-        costs = CostModel.fit(build_model(self.model_config), input_shape, self.space.names)
+        spec = self.model_config.spec
+        costs = CostModel.fit(
+            build_model(self.model_config),
+            input_shape,
+            self.space.names,
+            bit_layers=() if self.space.bits is None else self.space.bits.layers,
+            own_bits=(spec.wbits, spec.abits),
+        )
         budget = Budget.parse(metric, target, unpruned=costs.unpruned[metric])
         return BudgetAllocator(self.space, costs, budget)
 
@@ -661,9 +666,9 @@ class SearchSession:
             )
             points = front_warm_start_points(table, self.space, costs, self.request.cost)
             distributions = self.space.distributions()
-            if self.space.bits is not None:  # pruning-only points: every layer at its own width
-                unchanged = self.space.bits.unchanged()
-                points = [(label, {**unchanged, **params}) for label, params in points]
+        if self.space.bits is not None:  # pruning-only points: every layer at its own width
+            unchanged = self.space.bits.unchanged()
+            points = [(label, {**unchanged, **params}) for label, params in points]
         for label, params in points:
             enqueue_labelled(self.study, self.storage, params, distributions, label)
 

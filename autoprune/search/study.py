@@ -194,7 +194,7 @@ def enqueue_budget_reference(
     scaled to the budget (uniform pruning at exactly that cost). Idempotent like
     ``enqueue_reference_trials``."""
     enqueue_labelled(
-        study, storage, allocator.uniform_shape(), allocator.distributions(), BUDGET_REFERENCE
+        study, storage, allocator.reference_point(), allocator.distributions(), BUDGET_REFERENCE
     )
 
 

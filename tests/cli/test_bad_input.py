@@ -131,7 +131,7 @@ CASES = [
     C(f"{SEARCH} --search-bits 2,x", "searched bit-widths must be whole numbers"),
     C(f"{SEARCH} --search-bits 4,8", "leave out the network's own 2 bits: include 2"),
     C(f"{SEARCH} --search-bits 2,16", "unsupported searched bit-width 16"),
-    C(f"{SEARCH} --search-bits 2,4 --target-size 50%", "--search-bits applies to the two-obj"),
+    C(f"{SEARCH} --search-bits 2,4 --method layerwise", "--search-bits applies to the joint"),
     C(f"{SEARCH} --search-bits 1,2 --bits 1", "need a DoReFa network"),
     C(f"{SEARCH} --halving ten --target-size 60%", "--halving 'ten': give the rungs"),
     C(f"{SEARCH} --halving 10,5 --target-size 60%", "halving rungs must increase"),

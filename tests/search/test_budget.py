@@ -13,7 +13,7 @@ from autoprune.errors import ConfigError
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.models import build_model
 from autoprune.prune import prune_
-from autoprune.quant import QuantSpec
+from autoprune.quant import QuantSpec, bit_layers, set_layer_bits_
 from autoprune.search.budget import (
     SHAPE_LOW,
     Budget,
@@ -21,7 +21,7 @@ from autoprune.search.budget import (
     CostModel,
     removed_channels,
 )
-from autoprune.search.space import load_search_space
+from autoprune.search.space import BITS_PREFIX, load_search_space, split_params
 
 SHAPES = {"tiny_cnn": (1, 8, 8), "tiny_resnet": (1, 8, 8), "mobilenet_tiny": (3, 16, 16)}
 
@@ -43,7 +43,8 @@ def _network(name: str, bits: int = 2):
 def _exact_cost(model, input_shape, ratios: dict[str, float]) -> dict[str, int]:
     import copy
 
-    pruned = copy.deepcopy(model)
+    ratios, widths = split_params(ratios)
+    pruned = set_layer_bits_(copy.deepcopy(model), widths)
     prune_(
         pruned,
         ratios,
@@ -136,3 +137,48 @@ def test_an_unreachable_budget_is_refused_with_the_reachable_floor() -> None:
     costs = CostModel.fit(model, input_shape, space.names)
     with pytest.raises(ConfigError, match=r"below what the search space can reach \(\d+\.\d%"):
         BudgetAllocator(space, costs, Budget.parse("size", "1%", unpruned=costs.unpruned["size"]))
+
+
+def _with_widths(name: str, target: str, metric: str = "size"):
+    model, input_shape, space = _network(name)
+    space = space.with_bits(model, (2, 4, 8), 2)
+    costs = CostModel.fit(
+        model, input_shape, space.names, bit_layers=space.bits.layers, own_bits=(2, 2)
+    )
+    budget = Budget.parse(metric, target, unpruned=costs.unpruned[metric])
+    return model, input_shape, space, costs, BudgetAllocator(space, costs, budget)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_cost_model_prices_any_widths_exactly(name: str) -> None:
+    model, input_shape, _, costs, _ = _with_widths(name, "90%")
+    assert list(costs.layers) == bit_layers(model)
+    rng = random.Random(11)
+    for _ in range(4):
+        removed = [rng.randrange(c) for c in costs.channels]
+        ratios = {n: r / c for n, r, c in zip(costs.names, removed, costs.channels, strict=True)}
+        widths = {layer: rng.choice((2, 4, 8)) for layer in costs.layers}
+        params = {**ratios, **{BITS_PREFIX + k: v for k, v in widths.items()}}
+        exact = _exact_cost(model, input_shape, params)
+        for metric in ("size", "bops"):
+            assert costs.cost(metric, removed, widths) == pytest.approx(exact[metric], abs=0.5)
+
+
+@pytest.mark.parametrize("metric", ["size", "bops"])
+def test_proposed_widths_are_lowered_until_the_budget_is_met(metric: str) -> None:
+    model, input_shape, space, costs, allocator = _with_widths("tiny_resnet", "40%", metric)
+    widest = dict.fromkeys(costs.layers, 8)
+    affordable = allocator.affordable(widest)
+    assert affordable != widest  # every layer at 8 bits cannot fit 40 %
+    assert allocator.affordable(affordable) == affordable  # what fits is left alone
+    assert allocator.affordable(dict.fromkeys(costs.layers, 2)) == dict.fromkeys(costs.layers, 2)
+    rng = random.Random(5)
+    for _ in range(4):
+        shape = {n: rng.uniform(SHAPE_LOW, 1.0) for n in space.names}
+        widths = allocator.affordable({k: rng.choice((2, 4, 8)) for k in costs.layers})
+        ratios = allocator.ratios_for(shape, widths)
+        params = {**ratios, **{BITS_PREFIX + k: v for k, v in widths.items()}}
+        assert _exact_cost(model, input_shape, params)[metric] <= allocator.budget.limit
+        assert allocator.fits(params)
+    reference = allocator.reference_point()
+    assert split_params(reference)[1] == dict.fromkeys(costs.layers, 2)

@@ -1,6 +1,7 @@
 """Searching per-layer bit-widths with the ratios: the reference points keep the network's own
-width, every trial is costed exactly at its widths and rebuilt and exported at them, the
-study's identity holds the choices, and the searches that cannot take them refuse in one line."""
+width, every trial is costed exactly at its widths and rebuilt and exported at them, a budget
+search's trials meet the budget at their widths, the study's identity holds the choices, and
+the searches that cannot take them refuse in one line."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from autoprune.data import DataSplits, load_dataset
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.quant import layer_bits
+from autoprune.search.record import trial_ratios
 from autoprune.search.space import BITS_PREFIX, split_params
 from autoprune.search.study import run_config_of
 from autoprune.train import evaluate
@@ -126,11 +128,30 @@ def test_resuming_needs_the_same_choices(searched: dict) -> None:
     assert len(_complete(result)) == 6  # nothing stored was lost
 
 
+def test_a_budget_search_meets_the_budget_at_each_trials_widths(searched: dict) -> None:
+    options = {**searched["options"], "storage": None, "study_name": None, "trials": 5}
+    result = autoprune.run_search(
+        searched["model"], searched["data"], **options, target_size="60%", confirm=0
+    )
+    limit = 0.6 * result.session.reference.quantized_size_bits
+    trials = _complete(result)
+    assert len(trials) == 5
+    applied = [split_params(trial_ratios(t))[1] for t in trials]
+    assert applied[0] == dict.fromkeys(LAYERS, 2)  # the uniform reference keeps its widths
+    assert any(set(widths.values()) != {2} for widths in applied)  # others choose theirs
+    for trial in trials:
+        network = result.build(trial)
+        size = autoprune.measure(network, (1, 8, 8)).size_bits
+        assert size == trial.user_attrs["size_bits"] <= limit
+        assert layer_bits(network, SPEC) == {
+            k: v for k, v in split_params(trial_ratios(trial))[1].items() if v != 2
+        }
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"target_size": "50%"}, "`search_bits` applies to the two-objective joint search"),
-        ({"method": "layerwise"}, "`search_bits` applies to the two-objective joint search"),
+        ({"method": "layerwise"}, "`search_bits` applies to the joint search only"),
         ({"search_bits": "4,8"}, "leave out the network's own 2 bits"),
         ({"quant": QuantSpec.from_bits(1)}, "need a DoReFa network"),
     ],
