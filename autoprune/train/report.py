@@ -6,7 +6,7 @@ its JSON form (JSON types only).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from autoprune.errors import CheckpointError
 from autoprune.metrics import ModelCost, measure
 from autoprune.models import ModelSource, build_model, load_checkpoint
 from autoprune.prune import find_groups
+from autoprune.quant import layer_bits
 from autoprune.train.run import EpochRecord
 
 # metadata keys the report shows in their own fields; anything else is listed as it is
@@ -38,16 +39,23 @@ class CheckpointReport:
     training_complete: bool | None
     seconds: float | None  # recorded training time
     other_metadata: dict[str, Any]
+    layer_bits: dict[str, int] = field(default_factory=dict)  # layers at another width
 
     @property
     def quant_label(self) -> str:
-        return self.model.spec.label
+        """``w2a2``; a mixed-precision network: ``w2a2, 3 layers at other widths``."""
+        label = self.model.spec.label
+        count = len(self.layer_bits)
+        if count:
+            label += f", {count} layer{'s' if count > 1 else ''} at other widths"
+        return label
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
             "model": self.model.to_dict(),
             "quant": self.quant_label,
+            "layer_bits": dict(self.layer_bits),
             "layers": [asdict(layer) for layer in self.cost.layers],
             "totals": {
                 "params": self.cost.params,
@@ -110,4 +118,5 @@ def describe_checkpoint(path: str | Path, *, model: ModelSource = None) -> Check
         training_complete=bool(training["complete"]) if isinstance(training, dict) else None,
         seconds=_optional_float(metadata.get("seconds")),
         other_metadata={k: v for k, v in metadata.items() if k not in _KNOWN_METADATA},
+        layer_bits=layer_bits(loaded.model, model_config.spec),
     )

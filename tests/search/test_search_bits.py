@@ -115,6 +115,10 @@ def test_export_stores_the_widths_and_reloads_the_same_network(
     network = autoprune.load(tmp_path / "mixed.pt", model=searched["model"])
     assert evaluate(network, data, "val").accuracy == exported.val_accuracy == queued.values[0]
     assert autoprune.measure(network, (1, 8, 8)).size_bits == queued.user_attrs["size_bits"]
+    report = autoprune.inspect(tmp_path / "mixed.pt", model=searched["model"])
+    assert report.layer_bits == QUEUED_BITS
+    assert report.quant_label == "w2a2, 2 layers at other widths"
+    assert report.to_dict()["layer_bits"] == QUEUED_BITS
 
 
 def test_resuming_needs_the_same_choices(searched: dict) -> None:
