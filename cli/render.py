@@ -143,18 +143,18 @@ def trial_line(trial: FrozenTrial, quantized_size_bits: int | None) -> str:
         if quantized_size_bits:
             size += f" ({100 * record.size_bits / quantized_size_bits:.1f} % of unpruned)"
     seconds = sum((record.seconds or {}).values())
+    ratios = trial_ratios(trial)
     if stopped:  # by successive halving: its score is the rung's, on the validation subset
         score = 100 * trial.intermediate_values[record.stopped_at]
         return (
             f"trial {trial.number:>3}: stopped after {record.stopped_at} steps (subset acc "
-            f"{score:6.2f} %)  {size}  {seconds:5.1f} s  "
-            f"ratios % {compact_ratios(trial_ratios(trial))}"
+            f"{score:6.2f} %)  {size}  {seconds:5.1f} s  ratios % {compact_ratios(ratios)}"
         )
-    widths = compact_bits(trial_ratios(trial))
+    widths = compact_bits(ratios)
     return (
         f"trial {trial.number:>3}: val acc {100 * trial.values[0]:6.2f} %  "
         f"{size}  {seconds:5.1f} s  "
-        f"ratios % {compact_ratios(trial_ratios(trial))}" + (f"  bits {widths}" if widths else "")
+        f"ratios % {compact_ratios(ratios)}" + (f"  bits {widths}" if widths else "")
     )
 
 

@@ -28,8 +28,8 @@ A layer at width ``w`` (weights and input) instead of the network's own ``(w0, a
 weight count and MACs are themselves quadratic in ``r``: ``CostModel.fit(..., bit_layers=...)``
 identifies those per-layer polynomials in the same measurements. The sampler then proposes
 the widths with the shape; widths the budget cannot afford even at the deepest pruning are
-lowered, the widest layer first, until it can (``BudgetAllocator.affordable``), so every trial
-still meets the budget by construction.
+lowered, the costliest of the widest layers first, until it can
+(``BudgetAllocator.affordable``), so every trial still meets the budget by construction.
 """
 
 from __future__ import annotations

@@ -501,7 +501,7 @@ class SearchSession:
         self.study_name = request.study_name or (
             f"{self.model_config.name}-{self.model_config.spec.label}-{request.dataset_name}"
         )
-        self.allocator = self._budget_allocator()
+        self.allocator = self._budget_allocator(architecture)
 
     @property
     def budget_target(self) -> tuple[str, str | float] | None:
@@ -512,7 +512,7 @@ class SearchSession:
             return "bops", self.request.target_bops
         return None
 
-    def _budget_allocator(self) -> BudgetAllocator | None:
+    def _budget_allocator(self, architecture: nn.Module) -> BudgetAllocator | None:
         """A budget search's allocator: its exact cost model is fitted to the architecture,
         and a budget the space cannot reach is refused before any study or training."""
         if self.budget_target is None:
@@ -521,7 +521,7 @@ class SearchSession:
         input_shape = self.model_config.input_shape
         spec = self.model_config.spec
         costs = CostModel.fit(
-            build_model(self.model_config),
+            architecture,  # fit copies it
             input_shape,
             self.space.names,
             bit_layers=() if self.space.bits is None else self.space.bits.layers,
