@@ -11,6 +11,14 @@ ending at trial number ``--at`` (default 10, 50, 100; numbers count from 0, so w
 ResNet-20's 9 groups trial 10 is the first after the 10 start-up trials). ``--max-seconds``
 caps each study; a count it does not reach is reported as not reached.
 
+A sampler may carry keyword options, ``name:key=value:key=value`` (e.g.
+``gp:acquisition_samples=32:local_searches=4``), so a lighter acquisition can be timed
+beside the default. With ``--seeds 0,1,2`` every study runs once per seed; for two
+objectives the report also gives what the sampler found: the hypervolume of the noise-free
+(accuracy, size) of every trial at the last count, reference (0.8, 1.0), mean +- sd over
+seeds. The surface is synthetic, so this says whether a lighter acquisition still optimises,
+not how it ranks real networks.
+
 Timing depends on the machine's load: the load average at the start and the end is written
 with the results. Results: ``benchmarks/results/sampler_speed/`` (``results.json`` and
 ``report.md``). Example: ``python benchmarks/sampler_speed.py --window 3``.
@@ -30,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
+from search_fronts import hypervolume
 
 from autoprune.search.coverage import default_search_space
 from autoprune.search.samplers import SAMPLERS, DistinctSampler
@@ -49,26 +58,46 @@ def _available(name: str) -> bool:
     return True
 
 
+HV_REFERENCE = (0.8, 1.0)  # (accuracy, size): the parent's 0.9 less 10 points, full size
+
+
 def _objective(
     space: SearchSpace, n_objectives: int, seed: int
-) -> Callable[[dict[str, float]], float | tuple[float, float]]:
-    """Accuracy falls with the ratios, faster for some groups; size is what the ratios keep."""
+) -> tuple[
+    Callable[[dict[str, float]], float | tuple[float, float]],
+    Callable[[dict[str, float]], tuple[float, float]],
+]:
+    """The noisy objective a study sees, and its noise-free (accuracy, size) for scoring:
+    accuracy falls with the ratios, faster for some groups; size is what the ratios keep."""
     rng = np.random.default_rng(seed)
     weights = rng.uniform(0.2, 1.0, len(space.groups))
     shares = rng.dirichlet(np.ones(len(space.groups)))
     noise = np.random.default_rng(seed + 1)
 
-    def evaluate(ratios: dict[str, float]) -> float | tuple[float, float]:
+    def truth(ratios: dict[str, float]) -> tuple[float, float]:
         r = np.array([ratios[group.name] for group in space.groups])
-        accuracy = 0.9 - float(weights @ r**2) * 0.3 + float(noise.normal(0, 0.004))
-        size = 1.0 - float(shares @ r)
+        return 0.9 - float(weights @ r**2) * 0.3, 1.0 - float(shares @ r)
+
+    def evaluate(ratios: dict[str, float]) -> float | tuple[float, float]:
+        accuracy, size = truth(ratios)
+        accuracy += float(noise.normal(0, 0.004))
         return accuracy if n_objectives == 1 else (accuracy, size)
 
-    return evaluate
+    return evaluate, truth
+
+
+def _parse_sampler(item: str) -> tuple[str, dict[str, object]]:
+    """``name:key=value:...`` as the sampler's name and options (numbers and booleans read)."""
+    name, *pairs = item.split(":")
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        options[key] = json.loads(text) if text not in ("", "None") else None
+    return name, options
 
 
 def measure(
-    name: str,
+    item: str,
     space: SearchSpace,
     n_objectives: int,
     at: list[int],
@@ -77,10 +106,13 @@ def measure(
     seed: int,
 ) -> dict[str, object]:
     directions = ["maximize"] if n_objectives == 1 else ["maximize", "minimize"]
-    sampler = DistinctSampler(name, seed=seed, n_startup_trials=len(space.groups) // 2 + 6)
+    name, options = _parse_sampler(item)
+    startup = len(space.groups) // 2 + 6
+    sampler = DistinctSampler(name, seed=seed, n_startup_trials=startup, options=options)
     study = optuna.create_study(directions=directions, sampler=sampler)
-    evaluate = _objective(space, n_objectives, seed)
+    evaluate, truth = _objective(space, n_objectives, seed)
     seconds: list[float] = []
+    points: list[tuple[float, float]] = []
     started = time.perf_counter()
     while len(seconds) <= max(at) and time.perf_counter() - started < max_seconds:
         begin = time.perf_counter()
@@ -88,45 +120,66 @@ def measure(
         ratios = space.suggest(trial)
         seconds.append(time.perf_counter() - begin)
         study.tell(trial, evaluate(ratios))
+        points.append(truth(ratios))
     per_count: dict[str, float | None] = {}
     for count in at:
         # trial numbers count from 0: "at trial 10" is the suggestion for trial number 10
         span = seconds[max(count - window + 1, 0) : count + 1] if len(seconds) > count else []
         per_count[str(count)] = round(float(np.mean(span)), 4) if span else None
+    reached = len(points) > max(at)
     return {
-        "sampler": name,
+        "sampler": item,
         "objectives": n_objectives,
+        "seed": seed,
         "groups": len(space.groups),
         "trials_run": len(seconds),
         "seconds_per_suggestion": per_count,
-        "startup_trials": len(space.groups) // 2 + 6,
+        "startup_trials": startup,
+        # what it found by the last count, noise-free (two objectives only)
+        "hypervolume": round(hypervolume(points[: max(at) + 1], HV_REFERENCE), 6)
+        if n_objectives == 2 and reached
+        else None,
     }
 
 
 def _report(records: list[dict[str, object]], meta: dict[str, object]) -> str:
     at = meta["at"]
-    head = "| sampler | objectives | " + " | ".join(f"s at trial {n}" for n in at) + " |"
+    head = (
+        "| sampler | objectives | seeds | "
+        + " | ".join(f"s at trial {n}" for n in at)
+        + f" | hypervolume at trial {max(at)} (mean +- sd) |"  # type: ignore[type-var]
+    )
     lines = [
         "# Seconds per suggestion against the trial count",
         "",
         f"ResNet-20's search space ({meta['groups']} groups), synthetic objective, "
         f"`DistinctSampler` as in a search, mean over {meta['window']} trial(s) ending at each "
-        f"count; at most {meta['max_seconds']} s per study. Load average "
+        f"count (and over seeds); at most {meta['max_seconds']} s per study. Load average "
         f"{meta['load_start']} at the start, {meta['load_end']} at the end, on "
         f"{meta['cpus']} CPUs, {meta['torch_threads']} torch threads: timings on a loaded "
-        "machine are upper bounds. Command: `" + str(meta["command"]) + "`.",
+        "machine are upper bounds. Hypervolume: noise-free (accuracy, size) of every trial, "
+        f"reference {HV_REFERENCE}. Command: `" + str(meta["command"]) + "`.",
         "",
         head,
-        "|" + "---|" * (2 + len(at)),
+        "|" + "---|" * (4 + len(at)),  # type: ignore[arg-type]
     ]
+    groups: dict[tuple[object, object], list[dict[str, object]]] = {}
     for record in records:
-        values = record["seconds_per_suggestion"]
-        cells = [
-            "not reached" if values[str(n)] is None else f"{values[str(n)]:.3f}"  # type: ignore[index]
-            for n in at
-        ]
+        groups.setdefault((record["sampler"], record["objectives"]), []).append(record)
+    for (sampler, objectives), runs in groups.items():
+        cells = []
+        for n in at:  # type: ignore[attr-defined]
+            values = [r["seconds_per_suggestion"][str(n)] for r in runs]  # type: ignore[index]
+            reached = [v for v in values if v is not None]
+            cells.append(f"{np.mean(reached):.3f}" if reached else "not reached")
+        volumes = [r["hypervolume"] for r in runs if r.get("hypervolume") is not None]
+        quality = (
+            f"{np.mean(volumes):.4f} +- {np.std(volumes, ddof=1) if len(volumes) > 1 else 0:.4f}"
+            if volumes
+            else "-"
+        )
         lines.append(
-            f"| {record['sampler']} | {record['objectives']} | " + " | ".join(cells) + " |"
+            f"| {sampler} | {objectives} | {len(runs)} | " + " | ".join(cells) + f" | {quality} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -138,7 +191,7 @@ def main() -> None:
     parser.add_argument("--at", default="10,50,100")
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=600.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -148,16 +201,15 @@ def main() -> None:
     at = [int(n) for n in args.at.split(",")]
     load_start = os.getloadavg()[0]
     records = []
-    for name in args.samplers.split(","):
-        if not _available(name):
-            print(f"{name}: its packages are not installed, skipped")
+    for item in args.samplers.split(","):
+        if not _available(_parse_sampler(item)[0]):
+            print(f"{item}: its packages are not installed, skipped")
             continue
         for n_objectives in (int(n) for n in args.objectives.split(",")):
-            record = measure(
-                name, space, n_objectives, at, args.window, args.max_seconds, args.seed
-            )
-            print(json.dumps(record), flush=True)
-            records.append(record)
+            for seed in (int(n) for n in args.seeds.split(",")):
+                record = measure(item, space, n_objectives, at, args.window, args.max_seconds, seed)
+                print(json.dumps(record), flush=True)
+                records.append(record)
     meta = {
         "at": at,
         "window": args.window,

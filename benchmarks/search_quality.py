@@ -17,7 +17,9 @@ the test split, which no method saw:
   BatchNorm re-estimate and a short warmup (the export recipe cut to 40 steps). ``gp``,
   ``gp-warm`` and ``gp-halving`` score trials as the default did until 2026-11-30 (plain
   cross-entropy, ``CROSS_ENTROPY``), which is also every row's ``short_val``; a search's own
-  ``short_val`` is its best trial's score by its own recipe.
+  ``short_val`` is its best trial's score by its own recipe. ``gp-kd-bits``: ``gp-kd`` with
+  each inner layer's bit-width searched among 2, 4 and 8 too (``--search-bits 2,4,8``; a
+  row's ``ratios`` then hold the widths it exported at, as ``bits:<layer>``).
 - ``gp-pick-loss`` (and likewise for each search): the same study, its final pick made by the
   lowest validation loss after the short fine-tune rather than the highest accuracy. When both
   rules pick the same trial, the row is the search's own (the same network, not exported twice).
@@ -80,6 +82,9 @@ SEARCHES: dict[str, dict] = {
     "gp-warm": {"finetune": CROSS_ENTROPY, "warm_start": "sensitivity"},
     "gp-halving": {"finetune": CROSS_ENTROPY, "halving": HalvingConfig(rungs=(10,)), "trials": 2},
     "gp-kd": {},  # today's default: trials distilled (the export recipe cut to 40 steps)
+    # the same, each inner layer's bit-width searched too (`--search-bits 2,4,8`); the budget
+    # lowers widths it cannot afford, so every trial still meets it
+    "gp-kd-bits": {"search_bits": (2, 4, 8)},
 }
 # A search's study again, its final pick made by the lowest validation loss instead of the
 # highest validation accuracy (no new trials: it resumes the study of the search it names).

@@ -24,6 +24,7 @@ class Setting:
 
 SETTINGS = {
     "w2a2-fmnist": Setting("benchmarks/checkpoints/resnet20-w2a2-fmnist.pt", FASHION_MNIST),
+    "w4a4-fmnist": Setting("benchmarks/checkpoints/resnet20-w4a4-fmnist.pt", FASHION_MNIST),
     "bnn-fmnist": Setting("benchmarks/checkpoints/resnet20-bnn-fmnist.pt", FASHION_MNIST),
     # the JPEG copy of CIFAR-10 beside the project (../shared/data/README.md)
     "w2a2-cifar10": Setting(

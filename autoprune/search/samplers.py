@@ -38,14 +38,41 @@ def gp_sampler(
     n_objectives: int,
     *,
     deterministic_objective: bool = False,
+    acquisition_samples: int = 128,
+    local_searches: int = 10,
 ) -> optuna.samplers.BaseSampler:
     """Optuna's Gaussian-process sampler (Matern 5/2; log-EI for one objective, log-EHVI for
-    more). Fine-tuned accuracies are noisy, hence ``deterministic_objective`` off."""
-    return optuna.samplers.GPSampler(
+    more). Fine-tuned accuracies are noisy, hence ``deterministic_objective`` off.
+
+    ``acquisition_samples`` (quasi-Monte-Carlo samples of log-EHVI, and of log-EI over running
+    trials) and ``local_searches`` (starting points of the acquisition's local optimisation)
+    size the work per suggestion; the defaults are Optuna's. Optuna has no public argument for
+    them, so they are set on the attributes Optuna 5 reads, refused if those are missing."""
+    if acquisition_samples < 1 or local_searches < 1:
+        raise ValueError("acquisition_samples and local_searches must be at least 1")
+    sampler = optuna.samplers.GPSampler(
         seed=seed,
         n_startup_trials=n_startup_trials,
         deterministic_objective=deterministic_objective,
     )
+    sizes = {
+        "_n_qmc_samples_ehvi": acquisition_samples,
+        "_n_qmc_samples_qei": acquisition_samples,
+        "_n_local_search": local_searches,
+    }
+    for attribute, value in sizes.items():
+        if hasattr(sampler, attribute):
+            setattr(sampler, attribute, value)
+        elif value != _OPTUNA_GP_SIZES[attribute]:
+            raise ConfigError(
+                f"Optuna {optuna.__version__}'s GP sampler cannot be sized: leave "
+                "acquisition_samples and local_searches at their defaults, or use Optuna 5"
+            )
+    return sampler
+
+
+# Optuna 5.0's own sizes of the GP sampler's acquisition optimisation (the defaults above)
+_OPTUNA_GP_SIZES = {"_n_qmc_samples_ehvi": 128, "_n_qmc_samples_qei": 128, "_n_local_search": 10}
 
 
 @SAMPLERS.register("tpe")

@@ -35,7 +35,10 @@ DIRECTIONS = {1: ["maximize"], 2: ["maximize", "minimize"]}
 # optional packages a sampler needs, by name
 EXTRAS = {"botorch": "optuna_integration"}
 # a smaller acquisition optimiser: the same code path, in seconds rather than minutes
-OPTIONS: dict[str, dict[str, object]] = {"botorch": {"num_restarts": 2, "raw_samples": 32}}
+OPTIONS: dict[str, dict[str, object]] = {
+    "botorch": {"num_restarts": 2, "raw_samples": 32},
+    "gp": {"acquisition_samples": 16, "local_searches": 2},
+}
 
 
 def _objective(trial: optuna.Trial, n_objectives: int) -> float | tuple[float, float]:
@@ -152,3 +155,10 @@ def test_options_reach_the_sampler() -> None:
     assert create_sampler("nsga2", seed=0, n_startup_trials=5)._population_size == 5  # type: ignore[attr-defined]
     tpe = create_sampler("tpe", seed=0, n_startup_trials=4, options={"multivariate": False})
     assert tpe._multivariate is False  # type: ignore[attr-defined]
+    gp = create_sampler(
+        "gp", seed=0, n_startup_trials=4, options={"acquisition_samples": 32, "local_searches": 4}
+    )
+    assert gp._n_qmc_samples_ehvi == gp._n_qmc_samples_qei == 32  # type: ignore[attr-defined]
+    assert gp._n_local_search == 4  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="at least 1"):
+        create_sampler("gp", seed=0, n_startup_trials=4, options={"local_searches": 0})
