@@ -8,6 +8,8 @@ the test split, which no method saw:
 - ``parent``: the unpruned network, given the export recipe too (the reference).
 - ``uniform``, ``global``, ``lamp``, ``greedy``: the search-free allocations of
   ``autoprune.search.allocations`` (``greedy`` runs a sensitivity scan first).
+- ``uniform-lowest-bits``: every inner DoReFa layer at 2 bits, then uniform ratios to the
+  budget: what a user gets by lowering the precision instead of searching it.
 - ``gp``: the search in budget mode (``target_size``), ``--trials`` trials; its best
   trial by validation accuracy is exported. ``gp-warm``: the same with
   ``warm_start="sensitivity"``. ``gp-halving``: the same with successive halving (one rung
@@ -63,9 +65,11 @@ from autoprune.config import EXPORT_FINETUNE, FinetuneConfig, HalvingConfig
 from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.search.allocations import ALLOCATIONS, AllocationContext, allocate
+from autoprune.search.budget import BudgetAllocator
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.sensitivity import scan_sensitivity
 from autoprune.search.session import SearchRequest, SearchSession
+from autoprune.search.space import BITS_PREFIX
 from autoprune.train import evaluate
 
 # What `autoprune export` recovers a trial with. The first rows were exported at lr 3e-4
@@ -93,9 +97,13 @@ LOSS_PICK = "-pick-loss"
 # fresh seeds (`autoprune search --confirm 3`); the pick is the best fresh mean.
 CONFIRM = "-confirm"
 CONFIRM_TOP, CONFIRM_SEEDS = 3, 2
+# The search-free answer to searched widths: every inner layer at the lowest width of
+# `gp-kd-bits`, then uniform ratios to the budget (none when the lower width alone meets it).
+LOWEST_BITS = "uniform-lowest-bits"
 METHODS = (
     "parent",
     *ALLOCATIONS.names(),
+    LOWEST_BITS,
     *SEARCHES,
     *(s + LOSS_PICK for s in SEARCHES),
     *(s + CONFIRM for s in SEARCHES),
@@ -212,6 +220,13 @@ def run(args: argparse.Namespace) -> None:
 
     sensitivity_cache: list = []
 
+    def bits_allocator() -> BudgetAllocator:
+        """The budget's allocator over the groups and the searched widths of `gp-kd-bits`."""
+        request = _request(args, space_path, "gp-kd-bits", **SEARCHES["gp-kd-bits"])
+        found = SearchSession(request).allocator
+        assert found is not None
+        return found
+
     def sensitivity():
         if not sensitivity_cache:
             begun = time.perf_counter()
@@ -257,6 +272,15 @@ def run(args: argparse.Namespace) -> None:
         elif method == "parent":
             ratios = dict.fromkeys(allocator.space.names, 0.0)
             finish(method, ratios, short_val(ratios), 0.0)
+        elif method == LOWEST_BITS:
+            lowest = bits_allocator()
+            assert lowest.space.bits is not None
+            widths = dict.fromkeys(lowest.space.bits.layers, min(lowest.space.bits.choices))
+            ratios = {
+                **lowest.ratios_for(lowest.uniform_shape(), widths),
+                **{BITS_PREFIX + layer: width for layer, width in widths.items()},
+            }
+            finish(method, ratios, short_val(ratios), time.perf_counter() - begun)
         elif method in ALLOCATIONS:
             context = AllocationContext(parent, config.input_shape, allocator, sensitivity)
             ratios = allocate(method, context)
