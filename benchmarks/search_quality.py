@@ -21,7 +21,10 @@ the test split, which no method saw:
   cross-entropy, ``CROSS_ENTROPY``), which is also every row's ``short_val``; a search's own
   ``short_val`` is its best trial's score by its own recipe. ``gp-kd-bits``: ``gp-kd`` with
   each inner layer's bit-width searched among 2, 4 and 8 too (``--search-bits 2,4,8``; a
-  row's ``ratios`` then hold the widths it exported at, as ``bits:<layer>``).
+  row's ``ratios`` then hold the widths it exported at, as ``bits:<layer>``). Its study
+  also holds the reference at the lowest width that such searches queue; the one row
+  ``gp-kd-bits-noref`` (W4A4, 30 %) is the first run, made before they did (its study renamed
+  to match; a record, not a method to rerun).
 - ``gp-pick-loss`` (and likewise for each search): the same study, its final pick made by the
   lowest validation loss after the short fine-tune rather than the highest accuracy. When both
   rules pick the same trial, the row is the search's own (the same network, not exported twice).

@@ -88,6 +88,12 @@ class BitChoices:
         """Every layer at the network's own width: the parameters of a pruning-only point."""
         return self.at(self.own)
 
+    def lowered(self) -> dict[str, int] | None:
+        """Every layer at the lowest width, if that is below the network's own: the point of
+        lowering the precision instead of pruning (None when there is none lower)."""
+        lowest = min(self.choices)
+        return self.at(lowest) if lowest < self.own else None
+
     def distributions(self) -> dict[str, optuna.distributions.CategoricalDistribution]:
         return {
             BITS_PREFIX + layer: optuna.distributions.CategoricalDistribution(self.choices)

@@ -170,6 +170,9 @@ def enqueue_reference_trials(
     study: optuna.Study, space: SearchSpace, storage: optuna.storages.BaseStorage
 ) -> None:
     """Trial 0: no pruning; then uniform ratios, so the front always has reference points.
+    With searched widths below the network's own, also the unpruned network at the lowest
+    width: random start-up points rarely put every layer there, and it is the corner a user
+    would otherwise try by hand.
 
     Idempotent and safe with many workers: a point is queued only if no complete, running or
     waiting trial holds it (an interrupted or killed one failed and must be redone), and a
@@ -185,17 +188,30 @@ def enqueue_reference_trials(
         label = "unpruned" if ratio == 0.0 else f"uniform {ratio:.2f}"
         record = TrialRecord(reference=label)
         enqueue_once(study, storage, params, distributions, user_attrs=record.to_user_attrs())
+    lowered = None if space.bits is None else space.bits.lowered()
+    if lowered is not None:
+        params = {**space.uniform(0.0), **lowered}
+        label = f"unpruned, {min(space.bits.choices)} bits"  # type: ignore[union-attr]
+        enqueue_labelled(study, storage, params, distributions, label)
 
 
 def enqueue_budget_reference(
     study: optuna.Study, allocator: BudgetAllocator, storage: optuna.storages.BaseStorage
 ) -> None:
     """A budget search's reference point: every group at the same position of its range,
-    scaled to the budget (uniform pruning at exactly that cost). Idempotent like
+    scaled to the budget (uniform pruning at exactly that cost). With searched widths below
+    the network's own, a second one with every layer at the lowest width (less pruning for
+    the same cost; measured on a W4A4 parent at 30 %, it beat uniform pruning by 1.2 test
+    points, and 24 trials of the search never found that corner alone). Idempotent like
     ``enqueue_reference_trials``."""
-    enqueue_labelled(
-        study, storage, allocator.reference_point(), allocator.distributions(), BUDGET_REFERENCE
-    )
+    distributions = allocator.distributions()
+    reference = allocator.reference_point()
+    enqueue_labelled(study, storage, reference, distributions, BUDGET_REFERENCE)
+    bits = allocator.space.bits
+    lowered = None if bits is None else bits.lowered()
+    if lowered is not None:
+        label = f"{BUDGET_REFERENCE}, {min(bits.choices)} bits"  # type: ignore[union-attr]
+        enqueue_labelled(study, storage, {**reference, **lowered}, distributions, label)
 
 
 def enqueue_labelled(

@@ -162,3 +162,16 @@ def test_options_reach_the_sampler() -> None:
     assert gp._n_local_search == 4  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="at least 1"):
         create_sampler("gp", seed=0, n_startup_trials=4, options={"local_searches": 0})
+
+
+def test_the_gp_is_lighter_for_two_objectives_unless_told() -> None:
+    """Optuna's acquisition sizes for one objective; a quarter of log-EHVI's work for two
+    (benchmarks/sampler_speed.py measured the same fronts at a quarter of the time)."""
+    one = create_sampler("gp", seed=0, n_startup_trials=4, n_objectives=1)
+    two = create_sampler("gp", seed=0, n_startup_trials=4, n_objectives=2)
+    assert (one._n_qmc_samples_ehvi, one._n_local_search) == (128, 10)  # type: ignore[attr-defined]
+    assert (two._n_qmc_samples_ehvi, two._n_local_search) == (32, 4)  # type: ignore[attr-defined]
+    told = create_sampler(
+        "gp", seed=0, n_startup_trials=4, n_objectives=2, options={"local_searches": 10}
+    )
+    assert told._n_local_search == 10  # type: ignore[attr-defined]

@@ -152,6 +152,44 @@ def test_a_budget_search_meets_the_budget_at_each_trials_widths(searched: dict) 
         }
 
 
+def test_a_parent_above_the_lowest_width_gets_a_reference_at_it() -> None:
+    """A W4A4 parent searched among 2 and 4 bits: the unpruned network at 2 bits is queued
+    (two objectives), and in a budget search the uniform reference at 2 bits, which needs
+    less pruning than the one at 4 bits for the same budget."""
+    spec = QuantSpec.from_bits(4)
+    torch.manual_seed(0)
+    data = load_dataset("digits", max_train=200)
+    assert isinstance(data, DataSplits)
+    model = create_model("tiny_cnn", spec=spec, num_classes=10, in_channels=1)
+    autoprune.train_baseline(
+        model, data, quant=spec, config=TrainConfig(epochs=1, batch_size=16, lr=0.01)
+    )
+    options = dict(
+        quant=spec,
+        train=None,
+        finetune=FinetuneConfig(steps=1, batch_size=16),
+        device="cpu",
+        search_bits="2,4",
+    )
+    front = autoprune.run_search(model, data, trials=5, **options)
+    lowered = {
+        t.user_attrs["reference"]: t for t in _complete(front) if t.user_attrs.get("reference")
+    }["unpruned, 2 bits"]
+    ratios, widths = split_params(lowered.params)
+    assert set(ratios.values()) == {0.0} and widths == dict.fromkeys(LAYERS, 2)
+
+    budget = autoprune.run_search(model, data, trials=2, target_size="60%", confirm=0, **options)
+    own, low = _complete(budget)
+    assert own.user_attrs["reference"] == "uniform at budget"
+    assert low.user_attrs["reference"] == "uniform at budget, 2 bits"
+    own_ratios, own_widths = split_params(trial_ratios(own))
+    low_ratios, low_widths = split_params(trial_ratios(low))
+    assert own_widths == dict.fromkeys(LAYERS, 4) and low_widths == dict.fromkeys(LAYERS, 2)
+    assert sum(low_ratios.values()) < sum(own_ratios.values())
+    limit = 0.6 * budget.session.reference.quantized_size_bits
+    assert low.user_attrs["size_bits"] <= limit
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
