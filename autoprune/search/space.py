@@ -88,11 +88,14 @@ class BitChoices:
         """Every layer at the network's own width: the parameters of a pruning-only point."""
         return self.at(self.own)
 
-    def lowered(self) -> dict[str, int] | None:
-        """Every layer at the lowest width, if that is below the network's own: the point of
-        lowering the precision instead of pruning (None when there is none lower)."""
-        lowest = min(self.choices)
-        return self.at(lowest) if lowest < self.own else None
+    @property
+    def lowest(self) -> int:
+        return min(self.choices)
+
+    def can_lower(self) -> bool:
+        """Whether a width below the network's own is a choice: then every layer at
+        ``lowest`` is the point of lowering the precision instead of pruning."""
+        return self.lowest < self.own
 
     def distributions(self) -> dict[str, optuna.distributions.CategoricalDistribution]:
         return {

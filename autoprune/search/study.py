@@ -186,13 +186,11 @@ def enqueue_reference_trials(
             continue
         seen.append(params)
         label = "unpruned" if ratio == 0.0 else f"uniform {ratio:.2f}"
-        record = TrialRecord(reference=label)
-        enqueue_once(study, storage, params, distributions, user_attrs=record.to_user_attrs())
-    lowered = None if space.bits is None else space.bits.lowered()
-    if lowered is not None:
-        params = {**space.uniform(0.0), **lowered}
-        label = f"unpruned, {min(space.bits.choices)} bits"  # type: ignore[union-attr]
         enqueue_labelled(study, storage, params, distributions, label)
+    bits = space.bits
+    if bits is not None and bits.can_lower():
+        params = {**space.uniform(0.0), **bits.at(bits.lowest)}
+        enqueue_labelled(study, storage, params, distributions, f"unpruned, {bits.lowest} bits")
 
 
 def enqueue_budget_reference(
@@ -208,10 +206,10 @@ def enqueue_budget_reference(
     reference = allocator.reference_point()
     enqueue_labelled(study, storage, reference, distributions, BUDGET_REFERENCE)
     bits = allocator.space.bits
-    lowered = None if bits is None else bits.lowered()
-    if lowered is not None:
-        label = f"{BUDGET_REFERENCE}, {min(bits.choices)} bits"  # type: ignore[union-attr]
-        enqueue_labelled(study, storage, {**reference, **lowered}, distributions, label)
+    if bits is not None and bits.can_lower():
+        label = f"{BUDGET_REFERENCE}, {bits.lowest} bits"
+        params = {**reference, **bits.at(bits.lowest)}
+        enqueue_labelled(study, storage, params, distributions, label)
 
 
 def enqueue_labelled(
