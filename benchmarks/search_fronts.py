@@ -3,11 +3,13 @@
 For one trained checkpoint (a *setting*), every method in ``--methods`` (samplers of the joint
 search: ``gp``, ``random``, ``tpe``, ``nsga2``, ``botorch``; with the suffix ``-bits`` the same
 sampler also searches each inner layer's bit-width among ``--search-bits``) runs the same
-two-objective search
-for every seed in ``--seeds``, with the same budget in fine-tune steps (``--trials`` trials of
-the search's fine-tune, its four reference trials included: every method gets them). Then each
-study's validation front is rebuilt trial by trial (the trial's own fine-tune replayed, so the
-network is the one that was scored) and scored once on the test split, which no search saw.
+two-objective search for every seed in ``--seeds``, with the same budget in fine-tune steps
+(``--trials`` trials of the search's fine-tune, its four reference trials included: every
+method gets them). Then each study's validation front is rebuilt trial by trial (the trial's
+own fine-tune replayed, so the network is the one that was scored) and scored once on the test
+split, which no search saw. ``layerwise`` is the paper's greedy method on the same budget in
+steps (``layerwise_schedule``); its front is the unpruned network and its one result, whose
+saved network is scored.
 
 Reported per method, mean +- sd over seeds:
 
@@ -20,9 +22,12 @@ Reported per method, mean +- sd over seeds:
 
 Studies persist in ``--out/studies.db`` and the test scores in ``--out/records.jsonl`` (one line
 per rebuilt trial, written as it finishes): a rerun resumes both, so the run spans sessions.
+Commit both (``git add -f`` the database: ``*.db`` is ignored); a study whose front points
+are recorded but whose database is gone is refused rather than silently searched again.
 
     python benchmarks/search_fronts.py --methods gp,random,tpe --seeds 0,1,2 --trials 24
     python benchmarks/search_fronts.py --methods gp,gp-bits --seeds 0 --trials 24
+    python benchmarks/search_fronts.py --methods layerwise --seeds 0,1,2 --trials 24
     python benchmarks/search_fronts.py --report
 """
 
@@ -35,6 +40,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import optuna
 import torch
 from search_settings import (
     CRITERION,
@@ -44,16 +50,34 @@ from search_settings import (
     time_split_rows,
 )
 
+from autoprune.config import FinetuneConfig, LayerwiseConfig
 from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
+from autoprune.models import load_checkpoint
 from autoprune.quant import parse_bit_choices
 from autoprune.search.pareto import trials_frame
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.session import SearchRequest, SearchSession
+from autoprune.search.space import load_search_space
 from autoprune.train import evaluate
 
 REFERENCE_DROP = 0.10  # the hypervolume's reference accuracy: parent test accuracy minus this
 BITS_SUFFIX = "-bits"  # a method that also searches per-layer bit-widths
+LAYERWISE = "layerwise"  # the paper's greedy method, one group at a time
+LAYERWISE_FINAL_STEPS = 400  # the method's default final fine-tune
+
+
+def layerwise_schedule(setting: str, space: Path, trials: int) -> LayerwiseConfig:
+    """The layer-wise method on the joint search's budget in fine-tune steps (``trials`` of
+    its fine-tune): the final fine-tune at its default, the rest shared by the retrains after
+    each group, as if every group were pruned enough to retrain. Its evaluations prune
+    without fine-tuning and cost no steps."""
+    loaded = load_checkpoint(SETTINGS[setting].checkpoint)
+    example = torch.zeros(1, *loaded.config.input_shape)
+    groups = load_search_space(loaded.config.name, loaded.model, example, str(space)).groups
+    budget = trials * FinetuneConfig().steps
+    retrain = (budget - LAYERWISE_FINAL_STEPS) // len(groups)
+    return LayerwiseConfig(retrain_steps=retrain, final_steps=LAYERWISE_FINAL_STEPS)
 
 
 @dataclass(frozen=True)
@@ -98,24 +122,39 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     space = residual_space_file(out, "resnet20")
+    storage = out / "studies.db"
+    schedule = layerwise_schedule(args.setting, space, args.trials)
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in args.methods.split(","):
             widths = method.endswith(BITS_SUFFIX)
+            name = f"{args.setting}-{method}-seed{seed}"
+            stored = storage.is_file() and name in optuna.get_all_study_names(
+                f"sqlite:///{storage}"
+            )
+            if not stored and any(key[:3] == (args.setting, method, seed) for key in done):
+                # a new study would not be the one the recorded fronts came from
+                raise SystemExit(
+                    f"{log} holds front points of {name} but {storage} has no such study: "
+                    "restore the database, or remove those lines to run the study afresh"
+                )
+            layerwise = method == LAYERWISE
             request = SearchRequest(
                 checkpoint=SETTINGS[args.setting].checkpoint,
                 data_dir=SETTINGS[args.setting].data_dir,
                 trials=args.trials,
-                sampler=method.removesuffix(BITS_SUFFIX),
+                sampler="gp" if layerwise else method.removesuffix(BITS_SUFFIX),
                 search_bits=parse_bit_choices(args.search_bits) if widths else None,
                 criterion=CRITERION,
                 search_space=str(space),
-                storage=str(out / "studies.db"),
-                study_name=f"{args.setting}-{method}-seed{seed}",
+                storage=str(storage),
+                study_name=name,
                 seed=seed,
+                method="layerwise" if layerwise else "joint",
+                layerwise=schedule if layerwise else LayerwiseConfig(),
             )
             begun = time.perf_counter()
             session = SearchSession(request)
-            session.run()
+            result = session.run_layerwise() if layerwise else session.run()
             print(f"{method} seed {seed}: search done ({time.perf_counter() - begun:.0f} s)")
             parent_test = evaluate(session.baseline, session.data, "test").accuracy
             unpruned = session.reference.quantized_size_bits
@@ -126,9 +165,16 @@ def run(args: argparse.Namespace) -> None:
                 if key in done:
                     continue
                 trial = session.study.trials[int(number)]
-                network, _ = session.evaluator.build(
-                    trial_ratios(trial), seed=request.seed + trial.number
-                )
+                if not layerwise:  # the trial's own fine-tune, replayed
+                    network, _ = session.evaluator.build(
+                        trial_ratios(trial), seed=request.seed + trial.number
+                    )
+                elif TrialRecord.from_trial(trial).reference == "unpruned":
+                    network = session.baseline  # scored as it is, without a fine-tune
+                else:  # the method's own result, saved with its final fine-tune
+                    network = load_checkpoint(
+                        result.checkpoint, model=session.model_config.source
+                    ).model
                 size = measure(network, session.model_config.input_shape).size_bits
                 assert size == TrialRecord.from_trial(trial).size_bits
                 point = FrontPoint(
