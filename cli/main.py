@@ -548,6 +548,13 @@ def _print_plan(request: SearchRequest, confirm_top: int = 0) -> None:
             f"{size(plan.largest_size_bits)} at the lowest ratios and {max(plan.bit_choices)} "
             f"bits; the unpruned quantized model is {plan.quantized_size_bits / BITS_PER_MB:.4g} MB"
         )
+    if plan.lowerable_bits is not None:
+        widths = ",".join(map(str, sorted({2, plan.lowerable_bits, 8})))
+        console.print(
+            f"hint: the inner layers are at {plan.lowerable_bits} bits; --search-bits {widths} "
+            "searches each one's width with the ratios (lower precision can cost less accuracy "
+            "than pruning at the same size: README, Mixed precision)"
+        )
     if plan.budget is not None:
         console.print(f"budget: every trial's network {plan.budget}")
     parts = ", ".join(f"{name} {value:.2f}" for name, value in plan.seconds.items())

@@ -364,6 +364,24 @@ def test_dry_run_measures_the_size_range_and_a_trial_and_writes_nothing(
     assert "8 fine-tunes" in said
 
 
+def test_dry_run_suggests_searching_widths_only_where_a_lower_one_exists(
+    untrained_checkpoint: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    data = load_dataset("digits", max_train=64)
+    config = ModelConfig.for_data("tiny_resnet", QuantSpec.from_bits(4), data)
+    torch.manual_seed(0)
+    four_bit = save_checkpoint(tmp_path / "w4.pt", build_model(config), config)
+    storage = ["--storage", tmp_path / "s.db", "--finetune-steps", "0"]
+    hinted = _invoke("search", "--checkpoint", four_bit, *storage, *DRY)
+    assert hinted.exit_code == 0, hinted.output
+    said = " ".join(hinted.output.split())
+    assert "hint: the inner layers are at 4 bits; --search-bits 2,4,8" in said
+    searched = _invoke("search", "--checkpoint", four_bit, *storage, *DRY, "--search-bits", "2,4")
+    assert searched.exit_code == 0 and "hint:" not in searched.output  # already searched
+    lowest = _invoke("search", "--checkpoint", untrained_checkpoint, *storage, *DRY)
+    assert lowest.exit_code == 0 and "hint:" not in lowest.output  # 2 bits: nothing lower
+
+
 @pytest.mark.slow
 def test_dry_run_of_a_named_model_trains_nothing(tmp_path: Path, isolated_cache: Path) -> None:
     tiny = ["--model", "tiny_resnet", "--epochs", "1", "--finetune-steps", "2"]
