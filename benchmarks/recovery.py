@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fnmatch
 import json
 import math
 import random
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from torch import nn
 
 from autoprune.config import DataConfig
@@ -46,6 +48,7 @@ from autoprune.prune import prune_
 from autoprune.search.objective import FinetuneConfig, recover
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.space import load_search_space
+from autoprune.search.study import REFERENCE_ATTR, run_config_of
 from autoprune.train import evaluate
 
 DEFAULT_CHECKPOINT = "benchmarks/checkpoints/resnet20-w2a2-fmnist.pt"
@@ -144,19 +147,44 @@ def _draw_candidates(
     return drawn
 
 
-def _study_candidates(
-    source: str, parent: nn.Module, input_shape: tuple[int, ...]
-) -> list[tuple[dict[str, float], float]]:
-    """The ratios a real search tried (``STORAGE_FILE:STUDY``), its complete trials in trial
-    order, with their pruned sizes as fractions of the unpruned network."""
-    storage, _, name = source.rpartition(":")
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
-    full = measure(parent, input_shape).size_bits
-    return [
-        (trial_ratios(trial), TrialRecord.from_trial(trial).size_bits / full)
-        for trial in study.get_trials(deepcopy=False)
-        if trial.state.name == "COMPLETE"
-    ]
+def _studies(source: str) -> list[optuna.Study]:
+    """The studies ``STORAGE_FILE:STUDY`` names (STUDY: a comma-separated list of names or
+    ``fnmatch`` patterns, e.g. ``w2a2-fmnist-*-seed*``), in name order."""
+    storage, _, names = source.rpartition(":")
+    url = f"sqlite:///{storage}"
+    stored = [n for n in optuna.get_all_study_names(url) if "/" not in n]  # no layer-wise groups
+    chosen = sorted({n for pattern in names.split(",") for n in fnmatch.filter(stored, pattern)})
+    if not chosen:
+        raise SystemExit(f"no study in {storage} matches {names!r}: it holds {sorted(stored)}")
+    return [optuna.load_study(study_name=name, storage=url) for name in chosen]
+
+
+def _search_recipe(source: str) -> str | None:
+    """The short recipe (a name in RECIPES) every study of ``source`` scored its trials with,
+    or None when they differ or none matches."""
+    used = {run_config_of(study).finetune for study in _studies(source)}
+    if len(used) != 1:
+        return None
+    (finetune,) = used
+    return next((name for name, recipe in RECIPES.items() if recipe == finetune), None)
+
+
+def _searched(source: str, band: tuple[float, float]) -> list[tuple[dict, float, float]]:
+    """The networks the searches of ``source`` (see ``_studies``) tried, as ``(ratios, size
+    fraction of the unpruned network, the search's own validation score)``: complete trials in
+    study and trial order whose size lies in ``band``, each allocation once (the reference
+    trials every study queues would repeat)."""
+    found, seen = [], set()
+    for study in _studies(source):
+        full = study.user_attrs[REFERENCE_ATTR]["quantized_size_bits"]
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            ratios = trial_ratios(trial)
+            fraction = TrialRecord.from_trial(trial).size_bits / full
+            key = json.dumps(ratios, sort_keys=True)
+            if band[0] <= fraction <= band[1] and key not in seen:
+                seen.add(key)
+                found.append((ratios, fraction, trial.values[0]))
+    return found
 
 
 def _row_candidates(
@@ -242,8 +270,9 @@ def run(args: argparse.Namespace) -> None:
         names = ", ".join(f"{i} {method}" for i, (method, *_) in enumerate(rows))
         print(f"{len(candidates)} candidates from {args.from_rows} ({names}); log {log}")
     elif args.from_study:
-        candidates = _study_candidates(args.from_study, parent, config.input_shape)
-        print(f"{len(candidates)} candidates from study {args.from_study}; log {log}")
+        band = tuple(args.band)
+        candidates = [(r, f) for r, f, _ in _searched(args.from_study, band)]
+        print(f"{len(candidates)} candidates in {band} from {args.from_study}; log {log}")
     else:
         space = load_search_space(config.name, parent, example, None)
         groups = [group.name for group in space.groups]
@@ -290,7 +319,7 @@ def run(args: argparse.Namespace) -> None:
         elif _key(index, "export", EXPORT_STEPS) not in done:
             values = _recover(pruned, parent, data, export, EXPORT_STEPS, "test", seed)
             record(index, "export", EXPORT_STEPS, "test", values, ratios, fraction)
-    report(out, args.from_study)
+    report(out, args.from_study, tuple(args.band))
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -343,14 +372,6 @@ def _tau_ceiling(accuracies: list[float], images: int) -> tuple[float, float, fl
     return 100 * spread, 100 * noise, 2 / math.pi * math.asin(rho)
 
 
-def _study_scores(source: str) -> list[float]:
-    """The validation accuracy a search stored for each complete trial, in trial order (the
-    candidates ``--from-study`` reads, in the same order)."""
-    storage, _, name = source.rpartition(":")
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
-    return [t.values[0] for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-
-
 def _choosing_rows(scores: dict[str, dict[int, float]], export: dict[int, Record]) -> list[str]:
     """For each way of scoring candidates: the export test accuracy of the one it ranks first,
     that candidate's rank among the exports, and the mean export of its top three."""
@@ -370,7 +391,7 @@ def _choosing_rows(scores: dict[str, dict[int, float]], export: dict[int, Record
     return rows
 
 
-def report(out: Path, study: str = "") -> None:
+def report(out: Path, study: str = "", band: tuple[float, float] = (0.0, 1.0)) -> None:
     records = _load_records(out / "records.jsonl")
     export = {r.candidate: r for r in records.values() if r.recipe == "export" and r.candidate >= 0}
     parent = {(r.recipe, r.steps): r for r in records.values() if r.candidate == -1}
@@ -421,9 +442,9 @@ def report(out: Path, study: str = "") -> None:
                 f"| {low_loss:.2f} .. {high_loss:.2f} | {seconds:.1f} |"
             )
     scores: dict[str, dict[int, float]] = {}
-    searched = _study_scores(study) if study else []
+    searched = [score for _, _, score in _searched(study, band)] if study else []
     if searched:
-        scores["the search's own (old, 40 steps, its seed)"] = dict(enumerate(searched))
+        scores["the search's own score (its recipe and seed)"] = dict(enumerate(searched))
     for recipe, budgets in BUDGETS.items():
         for steps in budgets:
             for r in records.values():
@@ -444,8 +465,14 @@ def report(out: Path, study: str = "") -> None:
             "|---|---:|---:|---:|---:|---:|",
             *_choosing_rows(scores, export),
         ]
-    old = {r.candidate: r.accuracy for r in records.values() if r.recipe == "old" and r.steps == 40}
-    pairs = [(searched[i], old[i]) for i in sorted(old) if 0 <= i < len(searched)]
+    # the searches' own recipe rerun here (another seed): how well one short score retests
+    own = _search_recipe(study) if study else None
+    rerun = {
+        r.candidate: r.accuracy
+        for r in records.values()
+        if r.recipe == own and r.steps == FinetuneConfig().steps
+    }
+    pairs = [(searched[i], rerun[i]) for i in sorted(rerun) if 0 <= i < len(searched)]
     common, common_b = (
         {r.candidate: r.accuracy for r in records.values() if r.recipe == name and r.steps == 40}
         for name in ("old-common", "old-common-b")
@@ -472,7 +499,8 @@ def report(out: Path, study: str = "") -> None:
             "",
             "## Retest: the same short recipe twice",
             "",
-            f"Over {len(pairs)} candidates, the search's stored score and this run's `old 40` "
+            f"Over {len(pairs)} candidates, the search's stored score and this run's `{own} "
+            f"{FinetuneConfig().steps}` "
             "(the same recipe, another seed: other batches) agree with Kendall tau "
             f"{kendall_tau(first, second):.3f} (90 % interval {low:.2f} .. {high:.2f}); they "
             f"differ by {100 * spread:.2f} pt on average. No ranking by one short fine-tune can "
@@ -517,8 +545,9 @@ def main() -> None:
     parser.add_argument(
         "--from-study",
         default="",
-        help="Candidates from a real search instead of random draws: STORAGE_FILE:STUDY "
-        "(SQLite), its complete trials in order.",
+        help="Candidates from real searches instead of random draws: STORAGE_FILE:STUDY "
+        "(SQLite; STUDY a comma-separated list or a pattern such as w2a2-fmnist-*-seed*), "
+        "their complete trials within --band, in order, each allocation once.",
     )
     parser.add_argument(
         "--from-rows",
@@ -561,7 +590,7 @@ def main() -> None:
         BUDGETS.clear()
         BUDGETS.update({recipe: tuple(steps) for recipe, steps in chosen.items()})
     if args.report:
-        report(Path(args.out), args.from_study)
+        report(Path(args.out), args.from_study, tuple(args.band))
     else:
         run(args)
 
