@@ -98,6 +98,8 @@ def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float
     ``reference = (accuracy, size)``; points not better than it on both count for nothing."""
     ref_accuracy, ref_size = reference
     useful = sorted((s, a) for a, s in points if a > ref_accuracy and s < ref_size)
+    if not useful:
+        return 0.0
     edges = [size for size, _ in useful[1:]] + [ref_size]
     # a staircase: from each point's size to the next one's, the best accuracy found so far
     area, best = 0.0, ref_accuracy
