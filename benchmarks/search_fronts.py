@@ -208,6 +208,17 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} +- {sd:.4f}"
 
 
+def _front_members(storage: Path) -> dict[str, int]:
+    """Each stored study's number of front members: the points a finished rebuild records."""
+    if not storage.is_file():
+        return {}
+    url = f"sqlite:///{storage}"
+    names = [name for name in optuna.get_all_study_names(url) if "/" not in name]
+    return {
+        name: len(trials_frame(optuna.load_study(study_name=name, storage=url))) for name in names
+    }
+
+
 def report(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     points = list(_load(out / "records.jsonl").values())
@@ -219,14 +230,24 @@ def report(out: Path) -> None:
         f"unpruned quantized network), reference (parent test accuracy - {REFERENCE_DROP:.2f},"
         " size 1.0).",
         "",
-        "| setting | method | seeds | front size | hv_val | hv_test | best test at <= 50 % |",
-        "|---|---|---:|---:|---|---|---:|",
+        "| setting | method | seeds | front size | hv_val | hv_test | hv_test per seed "
+        "| best test at <= 50 % |",
+        "|---|---|---:|---:|---|---|---|---:|",
     ]
     by_method: dict[tuple[str, str], dict[int, list[FrontPoint]]] = {}
     for point in points:
         by_method.setdefault((point.setting, point.method), {}).setdefault(point.seed, [])
         by_method[(point.setting, point.method)][point.seed].append(point)
+    members = _front_members(out / "studies.db")
+    unfinished = []
     for (setting, method), seeds in sorted(by_method.items()):
+        for seed, front in list(seeds.items()):
+            expected = members.get(f"{setting}-{method}-seed{seed}")
+            if expected is not None and len(front) < expected:  # still being rebuilt
+                unfinished.append(f"{setting}-{method}-seed{seed} ({len(front)} of {expected})")
+                del seeds[seed]
+        if not seeds:
+            continue
         hv_val, hv_test, best = [], [], []
         for front in seeds.values():
             reference = (front[0].parent_test - REFERENCE_DROP, 1.0)
@@ -237,10 +258,13 @@ def report(out: Path) -> None:
                 best.append(max(small))
         fronts = statistics.mean(len(f) for f in seeds.values())
         best_text = f"{100 * statistics.mean(best):.2f}" if best else ""
+        per_seed = ", ".join(f"{seed}: {hv:.4f}" for seed, hv in zip(seeds, hv_test, strict=True))
         lines.append(
             f"| {setting} | {method} | {len(seeds)} | {fronts:.1f} | {_mean_sd(hv_val)} | "
-            f"{_mean_sd(hv_test)} | {best_text} |"
+            f"{_mean_sd(hv_test)} | {per_seed} | {best_text} |"
         )
+    if unfinished:
+        lines += ["", "Fronts not fully rebuilt yet (left out): " + ", ".join(unfinished) + "."]
     if (out / "studies.db").is_file():
         lines += ["", "## Where the search's wall time goes (finished trials)", ""]
         lines += TIME_SPLIT_HEADER + time_split_rows(f"sqlite:///{out / 'studies.db'}")
