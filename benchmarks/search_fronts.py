@@ -64,7 +64,6 @@ from autoprune.train import evaluate
 REFERENCE_DROP = 0.10  # the hypervolume's reference accuracy: parent test accuracy minus this
 BITS_SUFFIX = "-bits"  # a method that also searches per-layer bit-widths
 LAYERWISE = "layerwise"  # the paper's greedy method, one group at a time
-LAYERWISE_FINAL_STEPS = 400  # the method's default final fine-tune
 
 
 def layerwise_schedule(setting: str, space: Path, trials: int) -> LayerwiseConfig:
@@ -75,9 +74,9 @@ def layerwise_schedule(setting: str, space: Path, trials: int) -> LayerwiseConfi
     loaded = load_checkpoint(SETTINGS[setting].checkpoint)
     example = torch.zeros(1, *loaded.config.input_shape)
     groups = load_search_space(loaded.config.name, loaded.model, example, str(space)).groups
-    budget = trials * FinetuneConfig().steps
-    retrain = (budget - LAYERWISE_FINAL_STEPS) // len(groups)
-    return LayerwiseConfig(retrain_steps=retrain, final_steps=LAYERWISE_FINAL_STEPS)
+    final = LayerwiseConfig().final_steps
+    retrain = (trials * FinetuneConfig().steps - final) // len(groups)
+    return LayerwiseConfig(retrain_steps=retrain, final_steps=final)
 
 
 @dataclass(frozen=True)
@@ -125,9 +124,15 @@ def run(args: argparse.Namespace) -> None:
     tune_cpu_allocator()
     space = residual_space_file(out, "resnet20")
     storage = out / "studies.db"
-    schedule = layerwise_schedule(args.setting, space, args.trials)
+    methods = args.methods.split(",")
+    # the joint methods do not need it: the checkpoint is loaded for it only when asked
+    schedule = (
+        layerwise_schedule(args.setting, space, args.trials)
+        if LAYERWISE in methods
+        else LayerwiseConfig()
+    )
     for seed in (int(s) for s in args.seeds.split(",")):
-        for method in args.methods.split(","):
+        for method in methods:
             widths = method.endswith(BITS_SUFFIX)
             name = f"{args.setting}-{method}-seed{seed}"
             stored = storage.is_file() and name in optuna.get_all_study_names(
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> None:
                 study_name=name,
                 seed=seed,
                 method="layerwise" if layerwise else "joint",
-                layerwise=schedule if layerwise else LayerwiseConfig(),
+                layerwise=schedule,
             )
             begun = time.perf_counter()
             session = SearchSession(request)
