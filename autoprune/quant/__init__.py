@@ -15,6 +15,7 @@ from autoprune.quant.mixed import (
     layer_bits,
     parse_bit_choices,
     set_layer_bits_,
+    takes_mixed_bits,
 )
 from autoprune.quant.quantizers import (
     ACTIVATION_QUANTIZERS,
@@ -62,6 +63,7 @@ __all__ = [
     "quantize_",
     "round_ste",
     "set_layer_bits_",
+    "takes_mixed_bits",
     "weight_bits",
     "weight_scale_bits",
 ]

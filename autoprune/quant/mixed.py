@@ -22,9 +22,14 @@ from autoprune.quant.spec import QuantSpec
 _LAYERS = (QuantConv2d, QuantLinear)
 
 
+def takes_mixed_bits(spec: QuantSpec) -> bool:
+    """Whether ``spec``'s layers can take other widths: DoReFa weights and activations."""
+    return spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa"
+
+
 def check_mixed_spec(spec: QuantSpec) -> None:
     """``ConfigError`` unless ``spec`` is a DoReFa network, whose layers can take other widths."""
-    if spec.weight_scheme != "dorefa" or spec.activation_scheme != "dorefa":
+    if not takes_mixed_bits(spec):
         raise ConfigError(
             f"per-layer bit-widths need a DoReFa network with quantized weights and "
             f"activations (2..8 bits), but this one is {spec.label}: search its ratios alone"

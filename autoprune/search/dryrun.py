@@ -23,7 +23,7 @@ from autoprune.data.base import default_cache_dir
 from autoprune.metrics import measure
 from autoprune.models import build_model
 from autoprune.prune import prune_
-from autoprune.quant import bit_layers, set_layer_bits_
+from autoprune.quant import bit_layers, set_layer_bits_, takes_mixed_bits
 from autoprune.quant.dorefa import DOREFA_BITS
 from autoprune.search.coverage import GroupsReport, report_groups
 from autoprune.search.objective import CandidateEvaluator
@@ -182,7 +182,7 @@ def _lowerable_bits(preview: _Preview, network: nn.Module) -> int | None:
     spec = preview.model_config.spec
     if preview.space.bits is not None or preview.request.method != "joint":
         return None
-    if spec.weight_scheme != "dorefa" or spec.activation_scheme != "dorefa":
+    if not takes_mixed_bits(spec):
         return None
     if spec.wbits != spec.abits or spec.wbits <= min(DOREFA_BITS) or not bit_layers(network):
         return None
