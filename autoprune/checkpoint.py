@@ -24,6 +24,7 @@ This module knows no architecture: models and training both build on it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def save_checkpoint(
     if preprocess is not None:
         payload["preprocess"] = dict(preprocess)
     return write_atomically(path, lambda partial: torch.save(payload, partial))
+
+
+def file_digest(path: str | Path) -> str:
+    """A short digest of a file's bytes: a study records its checkpoint by it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -205,3 +205,28 @@ def test_library_errors_name_parameters() -> None:
         autoprune.run_search(autoprune.quantize_(SmallNet(), SPEC), "digits", trials=1)
     with pytest.raises(ConfigError, match="storage is None"):
         autoprune.load_search(None)
+
+
+def test_one_module_quantized_two_ways_keeps_two_baselines(
+    searched: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each study's export reloads its own baseline: the cached file of a caller's network is
+    named by its quantization too, so a second search does not overwrite the first's."""
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    network, paths = SmallNet(), []
+    for spec in (SPEC, QuantSpec.from_bits(4)):
+        result = autoprune.run_search(
+            network,
+            searched["data"],
+            quant=spec,
+            train=None,
+            trials=1,
+            finetune=FinetuneConfig(steps=1, batch_size=16),
+            device="cpu",
+        )
+        paths.append(result.session.baseline_path)
+    assert paths[0] != paths[1]
+    for path, bits in zip(paths, (2, 4), strict=True):  # the first study's is still its own
+        stored = autoprune.inspect(path, model=network)
+        assert stored.quant_label == f"w{bits}a{bits}"

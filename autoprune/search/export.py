@@ -18,9 +18,10 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from torch import nn
 
-from autoprune.checkpoint import save_checkpoint
-from autoprune.config import EXPORT_FINETUNE, FinetuneConfig, require_number
+from autoprune.checkpoint import file_digest, save_checkpoint
+from autoprune.config import EXPORT_FINETUNE, FinetuneConfig, ModelConfig, RunConfig, require_number
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device
 from autoprune.errors import CheckpointError, ConfigError
@@ -49,6 +50,30 @@ class ExportedTrial:
     searched_val_accuracy: float
     test_accuracy: float
     finetune_steps: int = 0  # of the recipe applied (the trial's own when replayed)
+
+
+def _load_searched_baseline(
+    path: str, config: RunConfig, model_config: ModelConfig, device: Any, what: str
+) -> nn.Module:
+    """The study's baseline, refused if it is no longer the network the study searched (the
+    checkpoint rewritten since, say): its trials' ratios would prune another network."""
+    if config.baseline.checkpoint is not None and file_digest(path) != config.baseline.checkpoint:
+        raise CheckpointError(
+            f"the baseline {path} has changed since {what} searched it: restore that "
+            "checkpoint, or search the new one in a new study"
+        )
+    loaded = load_checkpoint(
+        path, model=model_config.source, device=device, what=f"baseline {path}"
+    )
+    held, searched = loaded.config.to_dict(), model_config.to_dict()
+    differing = [key for key in searched if held.get(key) != searched[key]]
+    if differing:
+        key = differing[0]
+        raise CheckpointError(
+            f"the baseline {path} holds {key} {held.get(key)} where {what} searched {key} "
+            f"{searched[key]}: restore the network it searched, or search this one in a new study"
+        )
+    return loaded.model
 
 
 def export_trial(
@@ -134,12 +159,7 @@ def export_trial(
         per_epoch = math.ceil(data.num_examples("train") / finetune.batch_size)
         finetune = replace(finetune, steps=max(1, round(epochs * per_epoch)))
     if baseline is None:
-        baseline = load_checkpoint(
-            baseline_path,
-            model=model_config.source,
-            device=resolved,
-            what=f"baseline {baseline_path}",
-        ).model
+        baseline = _load_searched_baseline(baseline_path, config, model_config, resolved, what)
     baseline = baseline.eval()
     seed = config.search.seed + trial.number
     if saved is not None:

@@ -23,7 +23,7 @@ import optuna
 import torch
 from torch import nn
 
-from autoprune.checkpoint import read_checkpoint, save_checkpoint
+from autoprune.checkpoint import file_digest, read_checkpoint, save_checkpoint
 from autoprune.config import (
     BaselineConfig,
     CalibrationConfig,
@@ -36,6 +36,7 @@ from autoprune.config import (
     check_halving,
     check_search_bits,
     check_search_cost,
+    config_key,
 )
 from autoprune.data import DataSplits, ImageData, load_dataset
 from autoprune.data.base import default_cache_dir
@@ -253,13 +254,66 @@ def _remove_if_empty(path: Path) -> None:
     """Delete a storage file (and its SQLite side files) that holds no trial of any study."""
     if not path.is_file():
         return
+    storage: optuna.storages.BaseStorage | None = None
     try:
-        summaries = optuna.get_all_study_summaries(open_storage(str(path)))
+        storage = open_storage(str(path))
+        summaries = optuna.get_all_study_summaries(storage)
     except Exception:  # unreadable: not ours to judge, leave it
         return
+    finally:
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.engine.dispose()  # no connection outlives the file
     if all(summary.n_trials == 0 for summary in summaries):
         for leftover in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
             leftover.unlink(missing_ok=True)
+
+
+class _StorageClaim:
+    """A shared lock on a storage file held while a session prepares on it.
+
+    A command that fails must not leave a new, empty storage file behind, but workers started
+    together on one new file must not lose it either: a session that failed removes the file
+    only when it found none, the file holds no trial, and no other session is still preparing
+    on it (none holds the lock)."""
+
+    def __init__(self, storage: object) -> None:
+        self.path = storage_file(storage) if isinstance(storage, str) else None
+        self.found_none = self.path is not None and not self.path.exists()
+        self.descriptor: int | None = None
+
+    def hold(self) -> None:
+        """Lock the file (created empty: an empty file is an empty SQLite database or
+        journal) before the storage opens it."""
+        if self.path is None or not self.path.parent.is_dir():
+            return  # a server, or a folder that is missing: opening the storage says so
+        while True:
+            descriptor = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+            fcntl.flock(descriptor, fcntl.LOCK_SH)
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                self.descriptor = descriptor
+                return
+            os.close(descriptor)  # removed by a failing session meanwhile: lock the new one
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+    def abandon(self) -> None:
+        """After a failure: remove the file if this session's lock was the only one on it."""
+        try:
+            if self.found_none and self.descriptor is not None and self.path is not None:
+                try:
+                    fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another session is preparing on this file
+                _remove_if_empty(self.path)
+        finally:
+            self.release()
 
 
 def _with_data_defaults(request: SearchRequest) -> SearchRequest:
@@ -290,10 +344,6 @@ def _with_data_defaults(request: SearchRequest) -> SearchRequest:
     if chosen["image_size"] is not None and not isinstance(chosen["image_size"], int):
         chosen["image_size"] = None
     return replace(request, **chosen)
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _tensors_digest(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> str:
@@ -359,22 +409,20 @@ class SearchSession:
         self, request: SearchRequest, *, baseline_progress: Progress | None = None
     ) -> None:
         self.request = request
-        # a command that fails must not leave a new, empty storage file behind
-        new_file = storage_file(request.storage) if isinstance(request.storage, str) else None
-        if new_file is not None and new_file.exists():
-            new_file = None
+        claim = _StorageClaim(request.storage)
         try:
             self._check_request()
             self._load_data()
             self._describe_model()
+            claim.hold()
             self._open_study()
             self._obtain_baseline(baseline_progress)
             self._record_reference()
             self._prepare_trials()
         except BaseException:
-            if new_file is not None:
-                _remove_if_empty(new_file)
+            claim.abandon()
             raise
+        claim.release()
 
     # -- the steps, in order ------------------------------------------------------------------
 
@@ -700,7 +748,11 @@ class SearchSession:
         """A caller's network used as it is, saved to the cache so that ``export_trial`` (and
         ``autoprune export`` with the network) can rebuild trials later."""
         config = self.model_config
-        path = default_cache_dir() / "baselines" / f"{config.name.replace(':', '-')}.pt"
+        # named by everything that makes it differ: the same float weights quantized another
+        # way, or measured on other data, is another baseline (and another study's)
+        key = config_key(config, self.data_config)
+        name = f"{config.name.replace(':', '-')}-{config.spec.label}-{key}.pt"
+        path = default_cache_dir() / "baselines" / name
         metadata = {"data": self.data_config.to_dict(), "val_accuracy": self.baseline_val_accuracy}
         save_checkpoint(
             path, self.baseline, config, metadata=metadata, preprocess=preprocess_of(self.data)
@@ -740,7 +792,7 @@ class SearchSession:
                 f"{request.dataset_name} has {shape[0]} classes of {shape[1]}x{shape[2]}px: "
                 "pass the dataset it was trained on"
             )
-        return model_config, loaded.model, {"checkpoint": _file_digest(path)}
+        return model_config, loaded.model, {"checkpoint": file_digest(path)}
 
     # -- running ------------------------------------------------------------------------------
 
