@@ -23,17 +23,26 @@ _LAYERS = (QuantConv2d, QuantLinear)
 
 
 def takes_mixed_bits(spec: QuantSpec) -> bool:
-    """Whether ``spec``'s layers can take other widths: DoReFa weights and activations."""
-    return spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa"
+    """Whether a search can choose ``spec``'s layer widths: DoReFa weights and activations at
+    one width, since a searched width sets a layer's weights and input together."""
+    dorefa = spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa"
+    return dorefa and spec.wbits == spec.abits
 
 
 def check_mixed_spec(spec: QuantSpec) -> None:
-    """``ConfigError`` unless ``spec`` is a DoReFa network, whose layers can take other widths."""
-    if not takes_mixed_bits(spec):
+    """``ConfigError`` unless ``takes_mixed_bits(spec)``."""
+    if takes_mixed_bits(spec):
+        return
+    if spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa":
         raise ConfigError(
-            f"per-layer bit-widths need a DoReFa network with quantized weights and "
-            f"activations (2..8 bits), but this one is {spec.label}: search its ratios alone"
+            f"a searched width sets a layer's weights and activations together, but this "
+            f"network has {spec.wbits}-bit weights and {spec.abits}-bit activations: search "
+            "its ratios alone"
         )
+    raise ConfigError(
+        f"per-layer bit-widths need a DoReFa network with quantized weights and "
+        f"activations (2..8 bits), but this one is {spec.label}: search its ratios alone"
+    )
 
 
 def parse_bit_choices(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
@@ -68,11 +77,11 @@ def check_bit_choices(choices: tuple[int, ...], spec: QuantSpec) -> None:
             f"searching bit-widths needs two or more different widths, got {list(choices)}: "
             "e.g. 2,4,8"
         )
-    if spec.wbits not in choices or spec.abits not in choices:
-        own = spec.wbits if spec.wbits not in choices else spec.abits
+    if spec.wbits not in choices:
         raise ConfigError(
             f"the searched bit-widths {','.join(map(str, choices))} leave out the network's "
-            f"own {own} bits: include {own}, so the unpruned network is a point of the search"
+            f"own {spec.wbits} bits: include {spec.wbits}, so the unpruned network is a point "
+            "of the search"
         )
 
 

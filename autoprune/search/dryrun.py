@@ -184,7 +184,7 @@ def _lowerable_bits(preview: _Preview, network: nn.Module) -> int | None:
         return None
     if not takes_mixed_bits(spec):
         return None
-    if spec.wbits != spec.abits or spec.wbits <= min(DOREFA_BITS) or not bit_layers(network):
+    if spec.wbits <= min(DOREFA_BITS) or not bit_layers(network):
         return None
     return spec.wbits
 

@@ -98,3 +98,6 @@ def test_choices_are_parsed_and_checked_against_the_network() -> None:
         check_bit_choices((1, 2), QuantSpec.from_bits(1))
     with pytest.raises(ConfigError, match="w2a32"):
         check_bit_choices((2, 4), QuantSpec.from_options(wbits=2))
+    # a searched width sets weights and input together: W2A4's own point has no such width
+    with pytest.raises(ConfigError, match="2-bit weights and 4-bit activations"):
+        check_bit_choices((2, 4, 8), QuantSpec.from_options(wbits=2, abits=4))
