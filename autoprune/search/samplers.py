@@ -232,9 +232,16 @@ def sampler_options(name: str) -> dict[str, Any]:
 
 def check_sampler_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
     """``options`` for sampler ``name``, refused with a ConfigError naming an unknown option
-    (and the accepted ones) or a value of the wrong type. Values are checked for type only:
-    ranges are the sampler's own to refuse (``create_sampler`` turns its refusal into a
-    ConfigError)."""
+    (and the accepted ones), a value of the wrong type, or one out of the sampler's range: the
+    sampler is built once with them, so a search refuses them before any work, not at its
+    first trial."""
+    checked = _typed_options(name, options)
+    create_sampler(name, seed=0, n_startup_trials=1, options=checked)
+    return checked
+
+
+def _typed_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` checked for names and types (the sampler refuses values out of range)."""
     options = dict(options or {})
     accepted = sampler_options(name)
     hints = typing.get_type_hints(SAMPLERS.get(name))
@@ -262,7 +269,7 @@ def create_sampler(
     options: Mapping[str, Any] | None = None,
 ) -> optuna.samplers.BaseSampler:
     """The registered sampler ``name`` with ``options`` checked (see ``check_sampler_options``)."""
-    factory, checked = SAMPLERS.get(name), check_sampler_options(name, options)
+    factory, checked = SAMPLERS.get(name), _typed_options(name, options)
     try:
         return factory(seed, n_startup_trials, n_objectives, **checked)
     except ValueError as error:  # Optuna's refusal of a value out of range

@@ -117,6 +117,7 @@ CASES = [
     ),
     C(f"{SEARCH} --sampler-option deterministic_objective", "is not key=value"),
     C(f"{SEARCH} --sampler tpe --sampler-option multivariate=2", "must be bool, got 2"),
+    C(f"{SEARCH} --sampler nsga2 --sampler-option population_size=1", "greater than or equal"),
     C(f"{SEARCH} --criterion angel-next", "angle-next"),
     # search: budgets and warm start
     C(f"{SEARCH} --target-size half", "--target-size 'half' must be a positive number of MB"),
