@@ -32,7 +32,7 @@ ALIASES: dict[str, str] = {
     "binary_weights": "weights",  # QuantSpec.from_bits(binary_weights=...)
 }
 # library parameters no CLI option sets (an error naming one keeps its backticks)
-LIBRARY_ONLY: frozenset[str] = frozenset()
+LIBRARY_ONLY: frozenset[str] = frozenset({"quant"})  # the CLI builds it from --bits etc.
 # (library parameter, value) -> the flag that sets exactly that value
 SETTINGS: dict[tuple[str, Any], str] = {
     ("resume", "restart"): "--restart",

@@ -1141,7 +1141,8 @@ def _delete_study(storage: str, name: str, yes: bool) -> None:
 
 def _require_existing(storage: str) -> None:
     """Reading commands must not create an empty SQLite file where none was."""
-    if "://" not in storage and not Path(storage).expanduser().exists():
+    path = storage_file(storage)  # a path, or a sqlite:/// URL's file; None for a server
+    if path is not None and not path.exists():
         raise AutopruneError(
             f"storage {storage} does not exist: run `autoprune search` first or pass --storage"
         )

@@ -86,9 +86,7 @@ def _network(
     """The configuration and network ``target`` names (see ``describe_groups``), in eval mode."""
     if Path(target).is_file():
         if bits is not None:
-            raise ConfigError(
-                f"checkpoint {target} brings its own quantization: leave the bits parameter out"
-            )
+            raise ConfigError(f"checkpoint {target} brings its own quantization: leave `bits` out")
         loaded = load_checkpoint(target, model=model)
         config, network = loaded.config, loaded.model
     else:

@@ -204,7 +204,7 @@ class LayerwiseSearch:
         # the random points it has already evaluated
         study.sampler = create_sampler(
             self.sampler,
-            seed=self.seed + 1000 * position + len(study.trials),
+            seed=(self.seed + 1000 * position + len(study.trials)) % 2**32,
             n_startup_trials=self.config.probes + self.config.random_points,
         )
         # the method runs one worker per study, so a trial still RUNNING here belongs to an

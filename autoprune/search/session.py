@@ -229,8 +229,8 @@ def quant_from_options(
     for key, value in given.items():
         if value is not None and value != held[key]:
             raise CheckpointError(
-                f"checkpoint {checkpoint} holds {key} {held[key]} but {key} {value} was "
-                f"requested: drop {key} or pass a matching checkpoint"
+                f"checkpoint {checkpoint} holds `{key}={held[key]!r}` but `{key}={value!r}` "
+                f"was requested: drop `{key}` or pass a matching checkpoint"
             )
     return spec
 
@@ -774,7 +774,7 @@ class SearchSession:
         if isinstance(named, str) and named != model_config.name:
             raise CheckpointError(
                 f"checkpoint {path} holds model {model_config.name} but model {named} was "
-                "requested: drop model or pass a matching checkpoint"
+                "requested: drop `model` or pass a matching checkpoint"
             )
         # the quantization asked for must be the checkpoint's, option by option
         if request.quant is not None and request.quant != model_config.spec:
@@ -782,7 +782,7 @@ class SearchSession:
             key = next(k for k in held if held[k] != wanted[k])
             raise CheckpointError(
                 f"checkpoint {path} holds {key} {held[key]} but {key} {wanted[key]} was "
-                "requested: drop quant or pass a matching checkpoint"
+                "requested: drop `quant` or pass a matching checkpoint"
             )
         shape = (self.data.num_classes, self.data.in_channels, self.data.image_size)
         if (model_config.num_classes, model_config.in_channels, model_config.image_size) != shape:

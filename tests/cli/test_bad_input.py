@@ -274,6 +274,7 @@ CASES = [
     C(f"{SEARCH} --dry-run --search-space {{yaml:typo}}", "did you mean 'high'"),
     C("studies --storage {db} --delete nope --yes", "no study named nope"),
     C("studies --storage {scratch_db} --delete s", "add --yes"),
+    C("pareto --storage sqlite:///{dir}/typo.db", "typo.db does not exist"),
     C("pareto --storage {db} --best-under half", "such as 50%"),
     C("pareto --storage {db} --best-under 101%", "such as 50%"),
     C("pareto --storage {db} --best-under 0.0000001", "no trial of study s is at most"),

@@ -20,6 +20,7 @@ from autoprune.quant import (
     SignedUniformActivation,
 )
 from autoprune.search.study import CONFIG_ATTR
+from autoprune_cli.flags import cli_message
 from autoprune_cli.main import app
 
 runner = CliRunner()
@@ -71,11 +72,13 @@ def test_train_writes_the_requested_quantization_and_search_checks_it(tmp_path: 
         app, ["search", "--checkpoint", str(out), "--edge-bits", "32", "--storage", storage]
     )
     assert mismatched.exit_code != 0
-    assert "holds edge_bits 8 but edge_bits 32" in str(mismatched.exception)
+    assert "holds `edge_bits=8` but `edge_bits=32`" in str(mismatched.exception)
+    rendered = cli_message(mismatched.exception, app)  # as the command line shows it
+    assert "holds --edge-bits 8 but --edge-bits 32 was requested: drop --edge-bits" in rendered
     mismatched = runner.invoke(
         app, ["search", "--checkpoint", str(out), "--bits", "4", "--storage", storage]
     )
-    assert "drop bits" in str(mismatched.exception)
+    assert "drop `bits`" in str(mismatched.exception)
 
 
 def test_train_bnn_with_8_bit_edges_quantizes_the_classifier_input_signed(
