@@ -30,24 +30,28 @@ def require_number(
     low: float,
     strict: bool = False,
     below: float | None = None,
+    high: float | None = None,
     integer: bool = False,
 ) -> None:
     """Raise ``ConfigError`` unless ``value`` is a finite number ``>= low`` (``> low`` if
-    ``strict``), ``< below`` if given, and an integer if ``integer``; ``what`` names it in
-    the message, e.g. "finetune lr must be a finite number > 0, got nan"."""
+    ``strict``), ``< below`` / ``<= high`` if given, and an integer if ``integer``; ``what``
+    names it in the message, e.g. "finetune lr must be a finite number > 0, got nan"."""
     is_int = isinstance(value, int) and not isinstance(value, bool)
     is_number = is_int or isinstance(value, float)
-    ok = (is_int if integer else is_number) and math.isfinite(value)
+    # an int is finite however large (math.isfinite overflows on 10**400)
+    ok = (is_int if integer else is_number) and (is_int or math.isfinite(value))
     ok = ok and (value > low if strict else value >= low)
-    ok = ok and (below is None or value < below)
+    ok = ok and (below is None or value < below) and (high is None or value <= high)
     if not ok:
         # "an integer" only where the value is not one: "epochs must be >= 1, got 0"
         kind = "a finite number " if not integer else "" if is_int else "an integer "
-        bound = (
-            f"in [{low:g}, {below:.10g})"
-            if below is not None
-            else f"{'>' if strict else '>='} {low:g}"
-        )
+        opening = "(" if strict else "["
+        if below is not None:
+            bound = f"in {opening}{low:g}, {below:.10g})"
+        elif high is not None:
+            bound = f"in {opening}{low:g}, {high:.10g}]"
+        else:
+            bound = f"{'>' if strict else '>='} {low:g}"
         raise ConfigError(f"{what} must be {kind}{bound}, got {value!r}")
 
 
@@ -204,6 +208,14 @@ class TrainConfig(_Plain):
         require_number("train weight_decay", self.weight_decay, low=0.0)
         require_number("train seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
         require_number("train warmup_epochs", self.warmup_epochs, low=0.0)
+        from autoprune.train.loops import AMP_CHOICES, OPTIMIZERS, SCHEDULES  # imports config
+
+        OPTIMIZERS.get(self.optimizer)
+        SCHEDULES.get(self.schedule)
+        if self.amp not in AMP_CHOICES:
+            raise ConfigError(
+                f"train amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}"
+            )
 
     @classmethod
     def recommended(cls, dataset: str | None, **given: Any) -> TrainConfig:
@@ -280,7 +292,7 @@ class FinetuneConfig(_Plain):
         require_number("finetune lr", self.lr, low=0.0, strict=True)
         require_number("finetune batch_size", self.batch_size, low=1, integer=True)
         require_number("finetune warmup", self.warmup, low=0.0, below=1.0)
-        require_number("finetune distill", self.distill, low=0.0, below=1.0 + 1e-12)
+        require_number("finetune distill", self.distill, low=0.0, high=1.0)
         require_number("finetune temperature", self.temperature, low=0.0, strict=True)
         require_number("finetune bn_batches", self.bn_batches, low=0, integer=True)
 

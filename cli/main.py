@@ -988,11 +988,13 @@ def export(
     onnx: OnnxOpt = None,
     model: TrustModelOpt = None,
     finetune_steps: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, help="Steps of the export recipe (distilled from the unpruned network)."
+            min=1,
+            help="Steps of the export recipe (distilled from the unpruned network) "
+            f"[default: {EXPORT_FINETUNE.steps}].",
         ),
-    ] = EXPORT_FINETUNE.steps,
+    ] = None,
     epochs: Annotated[
         float | None,
         typer.Option(help="Length of the export recipe in epochs of the training split instead."),
@@ -1014,7 +1016,21 @@ def export(
     check_output(out, inputs=study_file, what="--out")
     if onnx is not None:
         check_output(onnx, inputs={**study_file, "the --out file": out}, what="--onnx")
-    recipe = None if replay else replace(EXPORT_FINETUNE, steps=finetune_steps)
+    # a replay has its trial's own length; a length given twice is ambiguous
+    lengths = [
+        flag
+        for flag, value in (("--finetune-steps", finetune_steps), ("--epochs", epochs))
+        if value is not None
+    ]
+    if replay and lengths:
+        raise AutopruneError(
+            f"--replay repeats the trial's own fine-tune, whose length is stored: drop {lengths[0]}"
+        )
+    if len(lengths) == 2:
+        raise AutopruneError("--finetune-steps and --epochs both set the export's length: keep one")
+    recipe = (
+        None if replay else replace(EXPORT_FINETUNE, steps=finetune_steps or EXPORT_FINETUNE.steps)
+    )
     result = autoprune.export_trial(
         storage,
         trial,
@@ -1024,7 +1040,7 @@ def export(
         device=device,
         model=model,
         finetune=recipe,
-        epochs=None if replay else epochs,
+        epochs=epochs,
     )
     how = "its own fine-tune replayed" if replay else f"{result.finetune_steps} export steps"
     console.print(

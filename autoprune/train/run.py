@@ -88,10 +88,6 @@ def make_trainer(
     model: nn.Module, data: ImageData, config: TrainConfig, device: torch.device
 ) -> Trainer:
     """The ``Trainer`` that carries out ``config`` for ``model`` (already on ``device``)."""
-    if config.epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
-    if config.warmup_epochs < 0:
-        raise ConfigError(f"warmup_epochs must be >= 0, got {config.warmup_epochs}")
     per_epoch = steps_per_epoch(data, config.batch_size)
     return Trainer(
         model,

@@ -207,6 +207,8 @@ CASES = [
     C("export --storage {db} --trial -1 --out {out}", "-1"),
     # export, pareto, studies
     C("export --storage {db} --trial 99 --out {out}", "no complete trial 99"),
+    C("export --storage {db} --trial 1 --out {out} --replay --epochs 2", "drop --epochs"),
+    C("export --storage {db} --trial 1 --out {out} --epochs 2 --finetune-steps 9", "keep one"),
     C("export --storage {db} --study nope --trial 1 --out {out}", "nope"),
     C("export --storage {missing}.db --trial 1 --out {out}", "does not exist"),
     C(

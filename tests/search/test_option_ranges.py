@@ -36,6 +36,11 @@ NAN, INF = math.nan, math.inf
             "data val_fraction must be a finite number in [0, 1)",
         ),
         (lambda: DataConfig(max_train=0), "data max_train must be >= 1, got 0"),
+        (lambda: DataConfig(seed=10**400), "data seed must be in [0, 4294967296)"),  # no overflow
+        (lambda: FinetuneConfig(distill=1.5), "finetune distill must be a finite number in [0, 1]"),
+        (lambda: TrainConfig(optimizer="adamw"), "unknown optimizer 'adamw': did you mean adam?"),
+        (lambda: TrainConfig(schedule="linear"), "unknown learning-rate schedule 'linear'"),
+        (lambda: TrainConfig(amp="maybe"), "train amp must be one of auto, on, off"),
     ],
 )
 def test_out_of_range_parameters_are_one_line_config_errors(build, message: str) -> None:
@@ -47,7 +52,7 @@ def test_out_of_range_parameters_are_one_line_config_errors(build, message: str)
 def test_valid_edges_are_accepted_and_keys_unchanged() -> None:
     """lr 0 keeps a pretrained start's weights; the checks leave cache keys as they were."""
     TrainConfig(lr=0.0, seed=2**32 - 1, warmup_epochs=0)
-    FinetuneConfig(steps=0)
+    FinetuneConfig(steps=0, distill=1.0)
     DataConfig(val_fraction=0.0, max_train=1)
     # the key of the default configs, computed with the code before the checks (ba791ed)
     assert config_key(DataConfig(), TrainConfig()) == "5ca82d62aa8f8b99"
