@@ -230,3 +230,28 @@ def test_one_module_quantized_two_ways_keeps_two_baselines(
     for path, bits in zip(paths, (2, 4), strict=True):  # the first study's is still its own
         stored = autoprune.inspect(path, model=network)
         assert stored.quant_label == f"w{bits}a{bits}"
+
+
+def test_a_dry_run_measures_a_float_network_as_the_search_would_hold_it(searched: dict) -> None:
+    """Quantized, on a copy: the caller's float module stays as it was (its mode too)."""
+    from autoprune.search import SearchRequest
+    from autoprune.search.dryrun import plan_search
+
+    network = SmallNet().train()
+    before = {name: tensor.clone() for name, tensor in network.state_dict().items()}
+    plan = plan_search(
+        SearchRequest(
+            model=network,
+            dataset=searched["data"],
+            quant=SPEC,
+            train=None,
+            storage=None,
+            finetune=FinetuneConfig(steps=1, batch_size=16),
+            device="cpu",
+        )
+    )
+    float_bits = autoprune.measure(network, (1, 8, 8)).size_bits
+    assert plan.quantized_size_bits < float_bits / 4  # 2-bit inner layers, not 32-bit ones
+    assert network.training and not any(isinstance(m, QuantConv2d) for m in network.modules())
+    after = network.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)

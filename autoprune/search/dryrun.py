@@ -101,8 +101,7 @@ def _baseline(preview: _Preview) -> tuple[nn.Module, str]:
     checkpoint = getattr(preview, "_checkpoint_model", None)
     if checkpoint is not None:
         return checkpoint, f"checkpoint {request.checkpoint}"
-    if isinstance(request.model, nn.Module):
-        return request.model, "your network as given"
+    # a caller's network too is measured as the search holds it: a quantized copy
     network = build_model(preview.model_config)
     if request.train is None:
         return network, "your network as given"

@@ -25,6 +25,7 @@ from torch import nn
 
 from autoprune.checkpoint import file_digest, read_checkpoint, save_checkpoint
 from autoprune.config import (
+    SEARCH_METHODS,
     BaselineConfig,
     CalibrationConfig,
     DataConfig,
@@ -96,7 +97,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "resnet18"
 DEFAULT_BITS = 2
-METHODS = ("joint", "layerwise")
 WARM_STARTS = (None, "sensitivity")
 
 Storage = str | optuna.storages.BaseStorage | None
@@ -429,9 +429,9 @@ class SearchSession:
     def _check_request(self) -> None:
         """Unknown names fail before anything is loaded or the study is touched."""
         request = self.request
-        if request.method not in METHODS:
+        if request.method not in SEARCH_METHODS:
             raise ConfigError(
-                f"unknown search method {request.method!r}: use one of {', '.join(METHODS)}"
+                f"unknown search method {request.method!r}: use one of {', '.join(SEARCH_METHODS)}"
             )
         check_sampler_options(request.sampler, request.sampler_options)
         CRITERIA.get(request.criterion)

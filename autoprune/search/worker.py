@@ -187,7 +187,7 @@ def parse_duration(text: str) -> float:
     """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds (> 0)."""
     cleaned = text.strip().lower()
     parts = _DURATION.findall(cleaned)
-    if not parts or _DURATION.sub("", cleaned).strip() or any(not n for n, _ in parts):
+    if not parts or _DURATION.sub("", cleaned).strip():
         raise ConfigError(f"timeout {text!r} is not a duration: use e.g. 90m, 2h, 1h30m or 3600")
     seconds = sum(float(number) * _UNIT_S[unit] for number, unit in parts)
     if not math.isfinite(seconds) or seconds <= 0:
