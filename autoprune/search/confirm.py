@@ -9,9 +9,11 @@ top trials and the reference with seeds no trial used gives means that no select
 inflated; the pick (``pareto.best_under``) and the verdict against uniform pruning
 (``pareto.uniform_lead``) use them once they exist.
 
-Confirmations are stored on the study (``CONFIRM_ATTR``: trial number -> one validation
-accuracy per fresh seed), each as soon as it is measured, so an interrupted confirmation
-resumes and a rerun with more seeds only adds the missing ones.
+Confirmations are stored on the study, one attribute per trial (``CONFIRM_ATTR:<number>``:
+one validation accuracy per fresh seed), each as soon as it is measured, so an interrupted
+confirmation resumes, a rerun with more seeds only adds the missing ones, and workers
+confirming different trials never overwrite each other's (studies of before 2026-12 hold one
+dict under ``CONFIRM_ATTR``; it is still read).
 """
 
 from __future__ import annotations
@@ -80,9 +82,13 @@ class Confirmation:
 def stored_confirmations(study: optuna.Study) -> dict[int, tuple[float, ...]]:
     """What ``confirm`` stored: trial number -> fresh-seed accuracies (entries that are not
     numbers in [0, 1] are ignored: the attribute is data, never trusted)."""
-    raw = study.user_attrs.get(CONFIRM_ATTR)
-    if not isinstance(raw, dict):
-        return {}
+    attrs = study.user_attrs
+    legacy = attrs.get(CONFIRM_ATTR)
+    raw = dict(legacy) if isinstance(legacy, dict) else {}
+    prefix = f"{CONFIRM_ATTR}:"
+    raw.update(
+        {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
+    )
     stored: dict[int, tuple[float, ...]] = {}
     for key, values in raw.items():
         if not (isinstance(key, str) and key.isdigit() and isinstance(values, list)):
@@ -146,12 +152,10 @@ def confirm(
         while (round_ := len(stored_confirmations(study).get(trial.number, ()))) < seeds:
             control.check()  # a wall-clock limit ends it between fine-tunes
             accuracy = float(rescore(trial, round_))
-            stored = stored_confirmations(study)
-            scores = stored.get(trial.number, ())
-            if len(scores) == round_:
-                stored[trial.number] = (*scores, accuracy)
+            scores = stored_confirmations(study).get(trial.number, ())
+            if len(scores) == round_:  # else another worker stored this round meanwhile
                 with control.deferred():
-                    study.set_user_attr(CONFIRM_ATTR, {str(k): list(v) for k, v in stored.items()})
+                    study.set_user_attr(f"{CONFIRM_ATTR}:{trial.number}", [*scores, accuracy])
             if on_score is not None:
                 on_score(trial.number, round_, accuracy)
     stored = stored_confirmations(study)

@@ -142,3 +142,25 @@ def test_a_round_another_worker_stored_meanwhile_is_kept_not_doubled(tmp_path) -
     stored = stored_confirmations(study)
     assert stored[0] == (0.5, 0.25)  # its round 0 kept, ours went on with round 1
     assert all(len(v) == 2 for v in stored.values())
+
+
+def test_each_trial_is_stored_alone_so_workers_never_overwrite_each_other(tmp_path) -> None:
+    """One attribute per trial: a worker storing trial 1's round while another stores trial
+    0's cannot drop it (the whole-study dict was read, changed and written back)."""
+    from autoprune.search.confirm import confirm
+
+    session = _session(tmp_path / "k.db", trials=2)
+    session.run()
+    study = session.study
+    study.set_user_attr(CONFIRM_ATTR, {"7": [0.4]})  # a study from before: still read
+
+    def rescore(trial, round_):
+        # another worker stores a trial of its own while this one fine-tunes
+        study.set_user_attr(f"{CONFIRM_ATTR}:9", [0.3])
+        return 0.25
+
+    found = confirm(study, rescore, top=1, seeds=1)
+    stored = stored_confirmations(study)
+    assert stored[9] == (0.3,) and stored[7] == (0.4,)
+    assert all(stored[c.trial] == (0.25,) for c in found)
+    assert f"{CONFIRM_ATTR}:{found[0].trial}" in study.user_attrs
