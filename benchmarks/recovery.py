@@ -300,6 +300,8 @@ def run(args: argparse.Namespace) -> None:
         )
 
     work = [(-1, {}, 1.0), *[(i, r, f) for i, (r, f) in enumerate(candidates)]]
+    shard, shards = args.shard
+    work = [item for item in work if max(item[0], 0) % shards == shard]
     for index, ratios, fraction in work:
         pruned = copy.deepcopy(parent)
         if ratios:
@@ -571,7 +573,17 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="2 candidates, budgets / 10 (checks the script)."
     )
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: only candidates whose number is I modulo N (the parent with shard 0), so "
+        "N processes of one thread each share the work; every one appends to the same log.",
+    )
     args = parser.parse_args()
+    shard, _, shards = args.shard.partition("/")
+    if not (shard.isdigit() and shards.isdigit() and int(shard) < int(shards)):
+        raise SystemExit(f"--shard {args.shard!r}: use I/N with 0 <= I < N, e.g. 1/2")
+    args.shard = (int(shard), int(shards))
     if args.smoke:
         global EXPORT_STEPS
         EXPORT_STEPS = 20
