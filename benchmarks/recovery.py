@@ -443,8 +443,26 @@ def report(out: Path, study: str = "", band: tuple[float, float] = (0.0, 1.0)) -
                 f"| {tau:.3f} | {low:.2f} .. {high:.2f} | {tau_loss:.3f} "
                 f"| {low_loss:.2f} .. {high_loss:.2f} | {seconds:.1f} |"
             )
-    scores: dict[str, dict[int, float]] = {}
     searched = [score for _, _, score in _searched(study, band)] if study else []
+    # proxies that cost no fine-tune: within a size band the larger network tends to recover
+    # more, so a short recipe is worth running only where it ranks better than size alone
+    free = {"size alone (larger first)": {i: e.size_fraction for i, e in export.items()}}
+    if searched:
+        free["the search's own score (its recipe and seed)"] = {
+            i: searched[i] for i in export if i < len(searched)
+        }
+    for name, proxy in free.items():
+        shared = sorted(proxy)
+        if len(shared) < 3:
+            continue
+        values, final = [proxy[i] for i in shared], [export[i].accuracy for i in shared]
+        low, high = _bootstrap(values, final)
+        mean = "" if name.startswith("size") else f"{100 * statistics.mean(values):.2f}"
+        lines.append(
+            f"| {name} | | {len(shared)} | {mean} | {kendall_tau(values, final):.3f} "
+            f"| {low:.2f} .. {high:.2f} | | | 0 |"
+        )
+    scores: dict[str, dict[int, float]] = {}
     if searched:
         scores["the search's own score (its recipe and seed)"] = dict(enumerate(searched))
     for recipe, budgets in BUDGETS.items():
