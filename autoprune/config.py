@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound="_Plain")
 
 SEED_LIMIT = 2**32  # NumPy (Optuna's samplers) accepts seeds in [0, 2**32)
+AMP_CHOICES = ("auto", "on", "off")  # mixed precision of training steps, see TrainConfig
 
 
 def require_number(
@@ -208,10 +209,8 @@ class TrainConfig(_Plain):
         require_number("train weight_decay", self.weight_decay, low=0.0)
         require_number("train seed", self.seed, low=0, below=SEED_LIMIT, integer=True)
         require_number("train warmup_epochs", self.warmup_epochs, low=0.0)
-        from autoprune.train.loops import AMP_CHOICES, OPTIMIZERS, SCHEDULES  # imports config
-
-        OPTIMIZERS.get(self.optimizer)
-        SCHEDULES.get(self.schedule)
+        # optimizer and schedule names are checked against their registries (in
+        # autoprune.train, which imports this module) by train.check_train_config
         if self.amp not in AMP_CHOICES:
             raise ConfigError(
                 f"train amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}"

@@ -66,7 +66,7 @@ from autoprune.search.session import quant_from_options
 from autoprune.search.storage import storage_file
 from autoprune.search.study import delete_study, finished_trials
 from autoprune.search.worker import StopControl, parse_duration, stop_on_signals
-from autoprune.train import TrainingInterrupted, train_checkpoint
+from autoprune.train import TrainingInterrupted, check_train_config, train_checkpoint
 from autoprune_cli.choices import choices
 from autoprune_cli.flags import cli_message, parse_sampler_options
 from autoprune_cli.render import (
@@ -838,6 +838,7 @@ def train(
         warmup_epochs=warmup_epochs,
         amp={None: "auto", True: "on", False: "off"}[amp],
     )
+    check_train_config(train_config)  # before loading data
     spec = QuantSpec.from_options(  # before loading data: a bad combination fails at once
         bits=DEFAULT_BITS if bits is None else bits,
         wbits=wbits,

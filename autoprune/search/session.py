@@ -90,7 +90,7 @@ from autoprune.search.study import (
     open_study,
 )
 from autoprune.search.worker import StopControl, Worker, fail_dead_trials
-from autoprune.train import Progress, evaluate, obtain_baseline
+from autoprune.train import Progress, check_train_config, evaluate, obtain_baseline
 from autoprune.train.baseline import baseline_path
 
 logger = logging.getLogger(__name__)
@@ -434,6 +434,8 @@ class SearchSession:
                 f"unknown search method {request.method!r}: use one of {', '.join(SEARCH_METHODS)}"
             )
         check_sampler_options(request.sampler, request.sampler_options)
+        if request.train is not None:
+            check_train_config(request.train)
         CRITERIA.get(request.criterion)
         if request.target_size is not None and request.target_bops is not None:
             raise ConfigError(

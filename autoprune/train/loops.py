@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoprune.config import AMP_CHOICES, TrainConfig
 from autoprune.data import ImageData
 from autoprune.device import to_memory_format, training_memory_format
 from autoprune.errors import ConfigError
@@ -27,12 +28,18 @@ Progress = Callable[[int, int], None]
 SGD_MOMENTUM = 0.9
 STEP_DECAY = 0.1
 STEP_MILESTONES = (0.5, 0.75)  # fractions of the post-warmup steps where ``step`` decays
-AMP_CHOICES = ("auto", "on", "off")
 
 OptimizerFactory = Callable[[list[nn.Parameter], float, float], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 ScheduleFactor = Callable[[float], float]
 SCHEDULES: Registry[ScheduleFactor] = Registry("learning-rate schedule")
+
+
+def check_train_config(config: TrainConfig) -> None:
+    """``UnknownNameError`` unless ``config``'s optimizer and schedule are registered: called
+    before any data is loaded (``TrainConfig`` checks everything else when it is built)."""
+    OPTIMIZERS.get(config.optimizer)
+    SCHEDULES.get(config.schedule)
 
 
 @OPTIMIZERS.register("adam")

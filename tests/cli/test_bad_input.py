@@ -172,7 +172,10 @@ CASES = [
     C(f"{SEARCH} --checkpoint {{junk}}", "{junk}"),
     C(f"{SEARCH} --device cuda:7", "cuda"),
     C(f"{SEARCH} --device tpu", "tpu"),
-    C(f"{SEARCH} --checkpoint {{ckpt}} --bits 1", "holds --bits 2 but --bits 1 was requested: drop --bits"),
+    C(
+        f"{SEARCH} --checkpoint {{ckpt}} --bits 1",
+        "holds --bits 2 but --bits 1 was requested: drop --bits",
+    ),
     C(f"{SEARCH} --checkpoint {{db}}", "{db}"),
     C(f"search {TINY} --storage {{junk}}", "{junk}"),
     C(f"search {TINY} --storage nodriver://host/db", "nodriver"),

@@ -10,6 +10,7 @@ import pytest
 from autoprune.config import DataConfig, TrainConfig, config_key
 from autoprune.errors import ConfigError
 from autoprune.search import FinetuneConfig
+from autoprune.train import check_train_config
 
 NAN, INF = math.nan, math.inf
 
@@ -38,8 +39,14 @@ NAN, INF = math.nan, math.inf
         (lambda: DataConfig(max_train=0), "data max_train must be >= 1, got 0"),
         (lambda: DataConfig(seed=10**400), "data seed must be in [0, 4294967296)"),  # no overflow
         (lambda: FinetuneConfig(distill=1.5), "finetune distill must be a finite number in [0, 1]"),
-        (lambda: TrainConfig(optimizer="adamw"), "unknown optimizer 'adamw': did you mean adam?"),
-        (lambda: TrainConfig(schedule="linear"), "unknown learning-rate schedule 'linear'"),
+        (
+            lambda: check_train_config(TrainConfig(optimizer="adamw")),
+            "unknown optimizer 'adamw': did you mean adam?",
+        ),
+        (
+            lambda: check_train_config(TrainConfig(schedule="linear")),
+            "unknown learning-rate schedule 'linear'",
+        ),
         (lambda: TrainConfig(amp="maybe"), "train amp must be one of auto, on, off"),
     ],
 )
@@ -56,3 +63,17 @@ def test_valid_edges_are_accepted_and_keys_unchanged() -> None:
     DataConfig(val_fraction=0.0, max_train=1)
     # the key of the default configs, computed with the code before the checks (ba791ed)
     assert config_key(DataConfig(), TrainConfig()) == "5ca82d62aa8f8b99"
+
+
+def test_a_search_refuses_an_unknown_optimizer_before_loading_data(monkeypatch) -> None:
+    from autoprune.registry import UnknownNameError
+    from autoprune.search import SearchRequest, SearchSession
+    from autoprune.search import session as session_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("data loaded before the request was checked")
+
+    monkeypatch.setattr(session_module, "load_dataset", never)
+    request = SearchRequest(model="tiny_cnn", train=TrainConfig(optimizer="adamw"), storage=None)
+    with pytest.raises(UnknownNameError, match="did you mean adam"):
+        SearchSession(request)
