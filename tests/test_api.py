@@ -15,7 +15,7 @@ from torch import nn
 import autoprune
 from autoprune import FinetuneConfig, QuantSpec, TrainConfig
 from autoprune.data import DataSplits, load_dataset
-from autoprune.errors import ConfigError
+from autoprune.errors import CheckpointError, ConfigError
 from autoprune.metrics import BITS_PER_MB
 from autoprune.progress import LoggingObserver
 from autoprune.quant import QuantConv2d
@@ -214,7 +214,7 @@ def test_one_module_quantized_two_ways_keeps_two_baselines(
     named by its quantization too, so a second search does not overwrite the first's."""
     monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
     torch.manual_seed(0)
-    network, paths = SmallNet(), []
+    network, paths, results = SmallNet(), [], []
     for spec in (SPEC, QuantSpec.from_bits(4)):
         result = autoprune.run_search(
             network,
@@ -226,10 +226,25 @@ def test_one_module_quantized_two_ways_keeps_two_baselines(
             device="cpu",
         )
         paths.append(result.session.baseline_path)
+        results.append(result)
     assert paths[0] != paths[1]
     for path, bits in zip(paths, (2, 4), strict=True):  # the first study's is still its own
         stored = autoprune.inspect(path, model=network)
         assert stored.quant_label == f"w{bits}a{bits}"
+    # were it overwritten all the same, export refuses to prune another network
+    from autoprune.search.export import export_trial as export_study_trial
+
+    Path(paths[0]).write_bytes(Path(paths[1]).read_bytes())
+    with pytest.raises(CheckpointError, match=r"holds quantization w4a4 where .* searched"):
+        export_study_trial(  # the baseline is read from its file, as `autoprune export` does
+            results[0].study,
+            0,
+            tmp_path / "x.pt",
+            model=network,
+            data=searched["data"],
+            finetune=None,
+            device="cpu",
+        )
 
 
 def test_a_dry_run_measures_a_float_network_as_the_search_would_hold_it(searched: dict) -> None:

@@ -29,6 +29,7 @@ from autoprune.metrics import measure
 from autoprune.models import ModelSource, allow_source, load_checkpoint
 from autoprune.paths import check_output
 from autoprune.preprocess import preprocess_of
+from autoprune.quant import QuantSpec
 from autoprune.search.objective import CandidateEvaluator, recover
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.space import split_params
@@ -65,14 +66,20 @@ def _load_searched_baseline(
     loaded = load_checkpoint(
         path, model=model_config.source, device=device, what=f"baseline {path}"
     )
-    held, searched = loaded.config.to_dict(), model_config.to_dict()
-    differing = [key for key in searched if held.get(key) != searched[key]]
-    if differing:
-        key = differing[0]
-        raise CheckpointError(
-            f"the baseline {path} holds {key} {held.get(key)} where {what} searched {key} "
-            f"{searched[key]}: restore the network it searched, or search this one in a new study"
-        )
+
+    held, searched = loaded.config, model_config
+    # the quantization compared as specs, not dicts: a study stored before an option existed
+    # lacks that key where the checkpoint holds its default
+    fields = ("name", "num_classes", "in_channels", "image_size")
+    differing = [(k, getattr(held, k), getattr(searched, k)) for k in fields]
+    differing.append(("quantization", held.spec, searched.spec))
+    for key, have, want in differing:
+        if have != want:
+            have, want = (v.label if isinstance(v, QuantSpec) else v for v in (have, want))
+            raise CheckpointError(
+                f"the baseline {path} holds {key} {have} where {what} searched {key} {want}: "
+                "restore the network it searched, or search this one in a new study"
+            )
     return loaded.model
 
 
