@@ -22,18 +22,21 @@ from autoprune.quant.spec import QuantSpec
 _LAYERS = (QuantConv2d, QuantLinear)
 
 
+def _dorefa(spec: QuantSpec) -> bool:
+    return spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa"
+
+
 def takes_mixed_bits(spec: QuantSpec) -> bool:
     """Whether a search can choose ``spec``'s layer widths: DoReFa weights and activations at
     one width, since a searched width sets a layer's weights and input together."""
-    dorefa = spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa"
-    return dorefa and spec.wbits == spec.abits
+    return _dorefa(spec) and spec.wbits == spec.abits
 
 
 def check_mixed_spec(spec: QuantSpec) -> None:
     """``ConfigError`` unless ``takes_mixed_bits(spec)``."""
     if takes_mixed_bits(spec):
         return
-    if spec.weight_scheme == "dorefa" and spec.activation_scheme == "dorefa":
+    if _dorefa(spec):
         raise ConfigError(
             f"a searched width sets a layer's weights and activations together, but this "
             f"network has {spec.wbits}-bit weights and {spec.abits}-bit activations: search "

@@ -71,9 +71,9 @@ def _load_searched_baseline(
     # the quantization compared as specs, not dicts: a study stored before an option existed
     # lacks that key where the checkpoint holds its default
     fields = ("name", "num_classes", "in_channels", "image_size")
-    differing = [(k, getattr(held, k), getattr(searched, k)) for k in fields]
-    differing.append(("quantization", held.spec, searched.spec))
-    for key, have, want in differing:
+    compared = [(k, getattr(held, k), getattr(searched, k)) for k in fields]
+    compared.append(("quantization", held.spec, searched.spec))
+    for key, have, want in compared:
         if have != want:
             have, want = (v.label if isinstance(v, QuantSpec) else v for v in (have, want))
             raise CheckpointError(

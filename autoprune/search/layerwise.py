@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from autoprune.checkpoint import save_checkpoint
-from autoprune.config import CalibrationConfig, LayerwiseConfig, ModelConfig
+from autoprune.config import SEED_LIMIT, CalibrationConfig, LayerwiseConfig, ModelConfig
 from autoprune.data import DataSplits, calibration_batches
 from autoprune.metrics import BITS_PER_MB, measure
 from autoprune.models import load_checkpoint
@@ -204,7 +204,7 @@ class LayerwiseSearch:
         # the random points it has already evaluated
         study.sampler = create_sampler(
             self.sampler,
-            seed=(self.seed + 1000 * position + len(study.trials)) % 2**32,
+            seed=(self.seed + 1000 * position + len(study.trials)) % SEED_LIMIT,
             n_startup_trials=self.config.probes + self.config.random_points,
         )
         # the method runs one worker per study, so a trial still RUNNING here belongs to an
