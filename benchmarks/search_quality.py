@@ -100,6 +100,8 @@ LOSS_PICK = "-pick-loss"
 # fresh seeds (`autoprune search --confirm 3`); the pick is the best fresh mean.
 CONFIRM = "-confirm"
 CONFIRM_TOP, CONFIRM_SEEDS = 3, 2
+# What a budget search picks by default (confirmed with fresh seeds) since 2026-11-30.
+DEFAULT_PICK = "gp-kd" + CONFIRM
 # The search-free answer to searched widths: every inner layer at the lowest width of
 # `gp-kd-bits`, then uniform ratios to the budget (none when the lower width alone meets it).
 LOWEST_BITS = "uniform-lowest-bits"
@@ -343,6 +345,47 @@ def _standard_error(p: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / n) if n else float("nan")
 
 
+def _targets(groups: dict[tuple[str, str, int, float], list[Row]]) -> list[str]:
+    """The issue's matched-size targets, judged on the default search's pick and export recipe.
+
+    At 50 % the default's network may lose at most 1.0 test point against the parent; at 30 %
+    it must beat the best search-free allocation by at least 1.0. A gap is called noise when it
+    is within two standard errors of a difference of two scores on the test split.
+    """
+    lines = [
+        "## Targets (the default search, `" + DEFAULT_PICK + "`, at the default export recipe)",
+        "",
+        "| setting | target | default test % | compared with | its test % | gap | "
+        "two SE of the gap | target | met |",
+        "|---|---|---:|---|---:|---:|---:|---|---|",
+    ]
+    search_free = set(ALLOCATIONS.names())
+    for (setting, target, steps, lr), found in sorted(groups.items()):
+        if (steps, lr) != (EXPORT.steps, EXPORT.lr):
+            continue
+        by_method = {r.method: r for r in found}
+        default = by_method.get(DEFAULT_PICK)
+        if target == "50%":
+            other, goal = by_method.get("parent"), -1.0
+        else:
+            rivals = [r for r in found if r.method in search_free]
+            other, goal = max(rivals, key=lambda r: r.test, default=None), 1.0
+        if default is None or other is None:
+            missing = DEFAULT_PICK if default is None else "a comparison row"
+            lines.append(f"| {setting} | {target} | | | | | | | {missing} not run |")
+            continue
+        n = default.test_images
+        gap = 100 * (default.test - other.test)
+        two_se = 200 * math.hypot(_standard_error(default.test, n), _standard_error(other.test, n))
+        wanted = f">= {goal:+.1f}"
+        lines.append(
+            f"| {setting} | {target} | {100 * default.test:.2f} | {other.method} | "
+            f"{100 * other.test:.2f} | {gap:+.2f} | {two_se:.2f} | {wanted} | "
+            f"{'yes' if gap >= goal else f'no, by {goal - gap:.2f}'} |"
+        )
+    return [*lines, ""]
+
+
 def report(out: Path) -> None:
     rows = _load(out / "records.jsonl")
     lines = [
@@ -385,6 +428,7 @@ def report(out: Path) -> None:
                 f"{r.seconds_export:.0f} |"
             )
         lines.append("")
+    lines += _targets(groups)
     if (out / "studies.db").is_file():
         lines += [
             "## Where the searches' wall time goes (finished trials, stopped ones included)",
