@@ -23,6 +23,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from autoprune.config import SEED_LIMIT
 from autoprune.errors import ConfigError
 from autoprune.registry import Registry
 from autoprune.search.worker import params_key
@@ -334,7 +335,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         self._current: tuple[int, optuna.samplers.BaseSampler] | None = None
 
     def _seed_for(self, number: int) -> int | None:
-        return None if self._seed is None else (self._seed + number) % 2**32
+        return None if self._seed is None else (self._seed + number) % SEED_LIMIT
 
     def _inner(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         if self._current is None or self._current[0] != trial.number:
