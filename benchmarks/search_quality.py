@@ -19,10 +19,11 @@ the test split, which no method saw:
   BatchNorm re-estimate and a short warmup (the export recipe cut to 40 steps). ``gp``,
   ``gp-warm`` and ``gp-halving`` score trials as the default did until 2026-11-30 (plain
   cross-entropy, ``CROSS_ENTROPY``), which is also every row's ``short_val``; a search's own
-  ``short_val`` is its best trial's score by its own recipe. ``gp-kd-bits``: ``gp-kd`` with
-  each inner layer's bit-width searched among 2, 4 and 8 too (``--search-bits 2,4,8``; a
-  row's ``ratios`` then hold the widths it exported at, as ``bits:<layer>``). Its study
-  also holds the reference at the lowest width that such searches queue; the one row
+  ``short_val`` is its best trial's score by its own recipe. ``gp-kd-warm``: ``gp-kd`` with
+  ``warm_start="sensitivity"`` (the greedy allocation is one of its trials). ``gp-kd-bits``:
+  ``gp-kd`` with each inner layer's bit-width searched among 2, 4 and 8 too (``--search-bits
+  2,4,8``; a row's ``ratios`` then hold the widths it exported at, as ``bits:<layer>``). Its
+  study also holds the reference at the lowest width that such searches queue; the one row
   ``gp-kd-bits-noref`` (W4A4, 30 %) is the first run, made before they did (its study renamed
   to match; a record, not a method to rerun).
 - ``gp-pick-loss`` (and likewise for each search): the same study, its final pick made by the
@@ -89,6 +90,8 @@ SEARCHES: dict[str, dict] = {
     "gp-warm": {"finetune": CROSS_ENTROPY, "warm_start": "sensitivity"},
     "gp-halving": {"finetune": CROSS_ENTROPY, "halving": HalvingConfig(rungs=(10,)), "trials": 2},
     "gp-kd": {},  # today's default: trials distilled (the export recipe cut to 40 steps)
+    # the same, the greedy allocation (and half of it) queued first from a sensitivity scan
+    "gp-kd-warm": {"warm_start": "sensitivity"},
     # the same, each inner layer's bit-width searched too (`--search-bits 2,4,8`); the budget
     # lowers widths it cannot afford, so every trial still meets it
     "gp-kd-bits": {"search_bits": (2, 4, 8)},
