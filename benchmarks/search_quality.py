@@ -204,20 +204,16 @@ def run(args: argparse.Namespace) -> None:
         _append(log, row)
         done[_key(row.setting, row.target, row.method, row.export_steps, row.export_lr)] = row
 
-    def finish(method: str, ratios: dict[str, float], short_val: float, chose: float, trials=0):
-        begun = time.perf_counter()
-        network, _ = exporter.build(ratios, seed=args.seed + 10_000)
-        test = evaluate(network, data, "test").accuracy
-        size = measure(network, config.input_shape).size_bits
+    def record(method, network, ratios, short_val, test, chose, seconds_export, trials=0):
         row = Row(
             args.setting,
             args.target,
             method,
-            100 * size / unpruned,
+            100 * measure(network, config.input_shape).size_bits / unpruned,
             short_val,
             test,
             round(chose, 1),
-            round(time.perf_counter() - begun, 1),
+            round(seconds_export, 1),
             ratios,
             trials,
             val_images,
@@ -232,6 +228,20 @@ def run(args: argparse.Namespace) -> None:
             f"({row.seconds_choose:.0f} s + {row.seconds_export:.0f} s)",
             flush=True,
         )
+
+    def finish(method: str, ratios: dict[str, float], short_val: float, chose: float, trials=0):
+        begun = time.perf_counter()
+        network, _ = exporter.build(ratios, seed=args.seed + 10_000)
+        test = evaluate(network, data, "test").accuracy
+        record(method, network, ratios, short_val, test, chose, time.perf_counter() - begun, trials)
+
+    def searcher_for(search: str) -> SearchSession:
+        """The session of one of SEARCHES (the default's is the one already open)."""
+        if search == "gp":
+            return session
+        changes = dict(SEARCHES[search])
+        trials = changes.pop("trials", 1) * args.trials
+        return SearchSession(replace(_request(args, space_path, search, **changes), trials=trials))
 
     def short_val(ratios: dict[str, float]) -> float:
         return session.evaluator(ratios, seed=args.seed).val_accuracy
@@ -306,11 +316,7 @@ def run(args: argparse.Namespace) -> None:
             chose = time.perf_counter() - begun
             finish(method, ratios, short_val(ratios), chose)
         elif method.endswith(PROMOTE) and method.removesuffix(PROMOTE) in SEARCHES:
-            base = method.removesuffix(PROMOTE)
-            changes = dict(SEARCHES[base])
-            trials = changes.pop("trials", 1) * args.trials
-            request = replace(_request(args, space_path, base, **changes), trials=trials)
-            searcher = SearchSession(request)
+            searcher = searcher_for(method.removesuffix(PROMOTE))
             searcher.run()  # resumes the search's study: no new trials once it is complete
             complete = [t for t in searcher.study.trials if t.state.name == "COMPLETE"]
             best = sorted(complete, key=lambda t: (-t.values[0], t.number))[:PROMOTE_TOP]
@@ -334,38 +340,14 @@ def run(args: argparse.Namespace) -> None:
                 )
                 promoted.append((val, -trial.number, trial, network, test))
             val, _, pick, network, test = max(promoted, key=lambda c: (c[0], c[1]))
-            row = Row(
-                args.setting,
-                args.target,
-                method,
-                100 * measure(network, config.input_shape).size_bits / unpruned,
-                val,
-                test,
-                round(chose, 1),
-                0.0,  # the pick's export was part of choosing
-                trial_ratios(pick),
-                len(complete),
-                val_images,
-                test_images,
-                args.export_steps,
-                args.export_lr,
-            )
-            keep(row)
-            print(
-                f"{args.setting} {args.target} {method}: trial {pick.number}, test "
-                f"{100 * test:.2f} %",
-                flush=True,
-            )
+            print(f"  picked trial {pick.number}", flush=True)
+            # the pick's export was part of choosing: no export seconds of its own
+            record(method, network, trial_ratios(pick), val, test, chose, 0.0, len(complete))
         elif method.removesuffix(LOSS_PICK).removesuffix(CONFIRM) in SEARCHES:
             by_loss = method.endswith(LOSS_PICK)
             confirmed = method.endswith(CONFIRM)
             method = method.removesuffix(LOSS_PICK).removesuffix(CONFIRM)
-            searcher = session
-            if method != "gp":
-                changes = dict(SEARCHES[method])
-                trials = changes.pop("trials", 1) * args.trials
-                request = _request(args, space_path, method, **changes)
-                searcher = SearchSession(replace(request, trials=trials))
+            searcher = searcher_for(method)
             searcher.run()
             trials = [t for t in searcher.study.trials if t.state.name in ("COMPLETE", "PRUNED")]
             complete = [t for t in trials if t.state.name == "COMPLETE"]
