@@ -350,23 +350,24 @@ class SearchResult:
 
         return uniform_lead(self.study)
 
-    def confirm(self, top: int | None = None, *, seeds: int | None = None) -> list[Confirmation]:
-        """Rescore a budget search's ``top`` best trials (default 3) and its uniform reference
-        with ``seeds`` fresh fine-tune seeds each (default 2), best first by their mean;
-        ``best`` and ``uniform_lead`` then use those means (``autoprune.search.confirm``).
+    def confirm(
+        self, top: int | None = None, *, seeds: int | None = None, steps: int | str | None = None
+    ) -> list[Confirmation]:
+        """Confirm a budget search's ``top`` best trials (default 2) and its reference trials,
+        best first: promoted to ``steps`` of the export recipe (default: all of it, so a
+        trial's score is its export's validation accuracy), or with ``steps="search"``
+        rescored at the search's own length with ``seeds`` fresh seeds each (default 2).
+        ``best`` and ``uniform_lead`` then use those scores (``autoprune.search.confirm``).
         Stored on the study, so calling it again resumes. Needs the search's session (not a
         result read back from a storage)."""
-        from autoprune.search.confirm import CONFIRM_SEEDS, DEFAULT_TOP
+        from autoprune.search.confirm import DEFAULT_TOP
 
         if self.session is None:
             raise ConfigError(
                 "this result was read from a storage: run the search again (it resumes) to "
                 "confirm its trials"
             )
-        return self.session.confirm(
-            DEFAULT_TOP if top is None else top,
-            seeds=CONFIRM_SEEDS if seeds is None else seeds,
-        )
+        return self.session.confirm(DEFAULT_TOP if top is None else top, seeds=seeds, steps=steps)
 
     def _model_source(self) -> ModelSource:
         if self.model is not None or self.session is None:
@@ -503,6 +504,7 @@ def run_search(
     cost: str = "size",
     halving: HalvingConfig | str | None = None,
     confirm: int | None = None,
+    confirm_steps: int | str | None = None,
     search_bits: str | tuple[int, ...] | None = None,
 ) -> SearchResult:
     """Search per-group pruning ratios of ``model`` on ``data``; returns a ``SearchResult``.
@@ -532,10 +534,12 @@ def run_search(
       fine-tuning steps (``"10"``, ``"0,10"``): a candidate scored on a validation subset at
       each rung goes on only if it ranks in the best third there; stopped trials count
       towards ``trials``. None: every candidate is fine-tuned in full.
-    - ``confirm`` (budget searches): after the trials, the best ``confirm`` trials and the
-      uniform reference are fine-tuned twice more with fresh seeds, and ``best()`` and
-      ``uniform_lead()`` use those means (``SearchResult.confirm``). None: 3 for a budget
-      search, 0 otherwise.
+    - ``confirm`` (budget searches): after the trials, the best ``confirm`` trials and every
+      reference trial (uniform; greedy with the warm start) are promoted to
+      ``confirm_steps`` of the export recipe (None: all of it), or with
+      ``confirm_steps="search"`` fine-tuned twice more at the search's length with fresh
+      seeds; ``best()`` and ``uniform_lead()`` use those scores (``SearchResult.confirm``).
+      None: 2 for a budget search, 0 otherwise.
     - ``search_bits`` (joint searches of DoReFa networks): the bit-widths every inner
       layer may take, weights and input together, searched with the ratios (``"2,4,8"`` or
       ``(2, 4, 8)``; the network's own must be one). None: every layer keeps its own.
@@ -546,9 +550,16 @@ def run_search(
     """
     with _quiet_import():
         from autoprune.search.confirm import confirm_count
+        from autoprune.search.confirm import confirm_steps as confirm_steps_of
         from autoprune.search.session import SearchRequest, SearchSession
 
     confirm_top = confirm_count(confirm, budget=target_size is not None or target_bops is not None)
+    confirm_length = confirm_steps_of(confirm_steps)  # refused before any work
+    if confirm_steps is not None and not confirm_top:
+        raise ConfigError(
+            "confirm_steps is the length of a budget search's confirmation, and this search "
+            "confirms nothing (no target, or confirm=0): drop confirm_steps"
+        )
     checkpoint = str(model) if _is_checkpoint(model) else None
     request = SearchRequest(
         model=None if checkpoint else model,  # type: ignore[arg-type]
@@ -592,7 +603,7 @@ def run_search(
     if run:
         result.run(observer, control=control)
         if confirm_top:
-            result.confirm(confirm_top)
+            result.confirm(confirm_top, steps=confirm_length or "search")
     return result
 
 

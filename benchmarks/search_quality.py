@@ -58,6 +58,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -74,6 +75,7 @@ from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.search.allocations import ALLOCATIONS, AllocationContext, allocate
 from autoprune.search.budget import BudgetAllocator
+from autoprune.search.confirm import DEFAULT_TOP, confirm
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.sensitivity import scan_sensitivity
 from autoprune.search.session import SearchRequest, SearchSession
@@ -111,7 +113,7 @@ CONFIRM_TOP, CONFIRM_SEEDS = 3, 2
 # (uniform; greedy and half-greedy with the warm start) get the export recipe, and the pick is
 # the best *validation* accuracy after it (the test split still decides nothing).
 PROMOTE = "-promote"
-PROMOTE_TOP = 2
+PROMOTE_TOP = DEFAULT_TOP  # the product's default
 # What a budget search picks by default (confirmed with fresh seeds) since 2026-11-30.
 DEFAULT_PICK = "gp-kd" + CONFIRM
 # The search-free answer to searched widths: every inner layer at the lowest width of
@@ -235,6 +237,18 @@ def run(args: argparse.Namespace) -> None:
         test = evaluate(network, data, "test").accuracy
         record(method, network, ratios, short_val, test, chose, time.perf_counter() - begun, trials)
 
+    networks: dict[tuple[str, int], torch.nn.Module] = {}
+
+    def export_of(study: str, trial) -> torch.nn.Module:
+        """A trial's network after the export recipe with every row's export seed (built once)."""
+        if (study, trial.number) not in networks:
+            built, _ = exporter.build(trial_ratios(trial), seed=args.seed + 10_000)
+            networks[study, trial.number] = built
+        return networks[study, trial.number]
+
+    def promoted_score(study: str, trial, _round: int) -> float:
+        return evaluate(export_of(study, trial), data, "val").accuracy
+
     def searcher_for(search: str) -> SearchSession:
         """The session of one of SEARCHES (the default's is the one already open)."""
         if search == "gp":
@@ -319,30 +333,42 @@ def run(args: argparse.Namespace) -> None:
             searcher = searcher_for(method.removesuffix(PROMOTE))
             searcher.run()  # resumes the search's study: no new trials once it is complete
             complete = [t for t in searcher.study.trials if t.state.name == "COMPLETE"]
-            best = sorted(complete, key=lambda t: (-t.values[0], t.number))[:PROMOTE_TOP]
-            references = [t for t in complete if TrialRecord.from_trial(t).reference]
             chose = sum(sum((TrialRecord.from_trial(t).seconds or {}).values()) for t in complete)
-            promoted = []
-            for trial in sorted(
-                {t.number: t for t in [*best, *references]}.values(), key=lambda t: t.number
-            ):
-                built = time.perf_counter()
-                # the same seed as every export: the pick's network *is* its export
-                network, _ = exporter.build(trial_ratios(trial), seed=args.seed + 10_000)
-                val = evaluate(network, data, "val").accuracy
-                test = evaluate(network, data, "test").accuracy
-                chose += time.perf_counter() - built
-                label = TrialRecord.from_trial(trial).reference or "searched"
+            exported = partial(export_of, searcher.study_name)
+            begun_promote = time.perf_counter()
+            # the product's promotion (`autoprune search --confirm 2`): its contenders, stored
+            # scores and pick, with the benchmark's export seed instead of the trial's
+            found = confirm(
+                searcher.study,
+                partial(promoted_score, searcher.study_name),
+                top=PROMOTE_TOP,
+                seeds=1,
+                steps=args.export_steps,
+            )
+            chose += time.perf_counter() - begun_promote  # 0 when resumed from storage
+            by_number = {t.number: t for t in complete}
+            for c in sorted(found, key=lambda c: c.trial):
+                # test read only for the log, of networks built in this run (not a resume)
+                built = networks.get((searcher.study_name, c.trial))
+                test_of = (
+                    ""
+                    if built is None
+                    else f", test {100 * evaluate(built, data, 'test').accuracy:.2f} %"
+                )
                 print(
-                    f"  trial {trial.number} ({label}): short {100 * trial.values[0]:.2f} %, "
-                    f"after the export recipe val {100 * val:.2f} %, test {100 * test:.2f} %",
+                    f"  trial {c.trial} ({c.reference or 'searched'}): short "
+                    f"{100 * c.searched:.2f} %, after the export recipe val "
+                    f"{100 * c.mean:.2f} %{test_of}",
                     flush=True,
                 )
-                promoted.append((val, -trial.number, trial, network, test))
-            val, _, pick, network, test = max(promoted, key=lambda c: (c[0], c[1]))
+            pick = by_number[found[0].trial]
+            network = exported(pick)
+            test = evaluate(network, data, "test").accuracy
             print(f"  picked trial {pick.number}", flush=True)
             # the pick's export was part of choosing: no export seconds of its own
-            record(method, network, trial_ratios(pick), val, test, chose, 0.0, len(complete))
+            record(
+                method, network, trial_ratios(pick), found[0].mean, test, chose, 0.0, len(complete)
+            )
         elif method.removesuffix(LOSS_PICK).removesuffix(CONFIRM) in SEARCHES:
             by_loss = method.endswith(LOSS_PICK)
             confirmed = method.endswith(CONFIRM)

@@ -31,7 +31,7 @@ from autoprune.config import (
 )
 from autoprune.data import load_dataset
 from autoprune.device import resolve_device, tune_cpu_allocator
-from autoprune.errors import AutopruneError
+from autoprune.errors import AutopruneError, ConfigError
 from autoprune.export import (
     DEFAULT_CRITERION,
     OnnxCheck,
@@ -57,7 +57,13 @@ from autoprune.search import (
     study_summaries,
     trials_frame,
 )
-from autoprune.search.confirm import CONFIRM_SEEDS, DEFAULT_TOP, confirm_count
+from autoprune.search.confirm import (
+    DEFAULT_TOP,
+    SEARCH_LENGTH,
+    confirm_count,
+    confirm_steps,
+    default_seeds,
+)
 from autoprune.search.coverage import default_search_space, describe_groups
 from autoprune.search.dryrun import plan_search
 from autoprune.search.pareto import best_under, parse_size_limit, uniform_lead
@@ -293,12 +299,25 @@ def search(
         int | None,
         typer.Option(
             min=0,
-            help="With a target: after the trials, fine-tune the N best and the uniform "
-            "reference twice more with fresh seeds; the pick and the verdict against uniform "
-            "use those means (a single short fine-tune's score is partly its seed's luck). "
-            "0 turns it off; rerunning a finished study adds only what is missing. "
+            help="With a target: after the trials, give the N best and every reference "
+            "trial (uniform; greedy with --warm-start sensitivity) the export recipe "
+            "(--confirm-steps); the pick and the verdict against uniform use those scores (a "
+            "short fine-tune ranks deep prunings otherwise than the export does). 0 turns it "
+            "off; rerunning a finished study adds only what is missing. "
             f"[default: {DEFAULT_TOP} with a target]",
             metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    confirm_steps_option: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm-steps",
+            help="Length of --confirm: steps of the export recipe (one fine-tune per trial "
+            "with the seed `autoprune export` uses, so the pick's score is its export's), or "
+            f"'{SEARCH_LENGTH}': the search's own fine-tune, twice with fresh seeds. "
+            f"[default: {EXPORT_FINETUNE.steps}, all of the export recipe]",
+            metavar="STEPS",
             show_default=False,
         ),
     ] = None,
@@ -463,8 +482,21 @@ def search(
             "--confirm rescores the best trials of a budget search: add --target-size or "
             "--target-bops, or drop --confirm (a front has no single best trial)"
         )
+    top = confirm_count(confirm, budget=budget)
+    if confirm_steps_option is not None and not top:
+        raise AutopruneError(
+            "--confirm-steps is the length of a budget search's confirmation, and this search "
+            "confirms nothing (no target, or --confirm 0): drop --confirm-steps"
+        )
+    try:
+        length = confirm_steps(confirm_steps_option)
+    except ConfigError as error:
+        raise AutopruneError(
+            f"--confirm-steps {confirm_steps_option!r} is neither a number of steps >= 1 nor "
+            f"'{SEARCH_LENGTH}': give e.g. --confirm-steps {EXPORT_FINETUNE.steps}"
+        ) from error
     if dry_run:
-        _print_plan(request, confirm_count(confirm, budget=budget))
+        _print_plan(request, top, length)
         return
     session: SearchSession | None = None
     try:
@@ -482,9 +514,8 @@ def search(
                     quantized_size_bits=session.reference.quantized_size_bits,
                 )
                 session.run(observer, control=control)
-            top = confirm_count(confirm, budget=budget)
             if top:
-                _confirm(session, top, control)
+                _confirm(session, top, length, control)
     except KeyboardInterrupt:
         # the run loop logs nothing (Optuna's optimize logged a traceback per failed trial)
         saved = (
@@ -515,7 +546,9 @@ def _stopped(control: StopControl, timeout: str | None, saved: str) -> None:
     raise typer.Exit(143 if reason == "terminate" else 130)
 
 
-def _print_plan(request: SearchRequest, confirm_top: int = 0) -> None:
+def _print_plan(
+    request: SearchRequest, confirm_top: int = 0, confirm_length: int | None = None
+) -> None:
     with console.status("checking the request, measuring sizes and timing a trial"):
         plan = plan_search(request)
     where = request.storage if isinstance(request.storage, str) else "the storage"
@@ -569,11 +602,20 @@ def _print_plan(request: SearchRequest, confirm_top: int = 0) -> None:
         f"{total / 60:.1f} min for {plan.trials} trials on this machine as loaded now"
     )
     if confirm_top:
-        rescores = CONFIRM_SEEDS * (confirm_top + 1)
+        # the references a budget search queues: uniform, and the warm start's two
+        contenders = confirm_top + 1 + 2 * (request.warm_start == "sensitivity")
+        seeds = default_seeds(confirm_length)
+        steps = plan.finetune_steps if confirm_length is None else confirm_length
+        per_step = plan.seconds.get("finetune", 0.0) / max(plan.finetune_steps, 1)
+        minutes = contenders * seeds * (steps * per_step + plan.seconds.get("evaluate", 0.0)) / 60
+        how = (
+            f"fine-tuned {seeds} more times each at the search's length"
+            if confirm_length is None
+            else f"given {confirm_length} steps of the export recipe"
+        )
         console.print(
-            f"then confirmation: the {confirm_top} best trials and the uniform reference "
-            f"fine-tuned {CONFIRM_SEEDS} more times each, {rescores} fine-tunes, about "
-            f"{rescores * plan.seconds_per_trial / 60:.1f} min (--confirm 0 skips it)"
+            f"then confirmation: the {confirm_top} best trials and the reference trials "
+            f"(about {contenders} in all) {how}, about {minutes:.1f} min (--confirm 0 skips it)"
         )
 
 
@@ -601,20 +643,27 @@ def _open_search(request: SearchRequest) -> SearchSession:
     return session
 
 
-def _confirm(session: SearchSession, top: int, control: StopControl) -> None:
-    console.print(
-        f"confirming the {top} best trials and the uniform reference with fresh fine-tune seeds"
+def _confirm(session: SearchSession, top: int, length: int | None, control: StopControl) -> None:
+    how = (
+        "with fresh fine-tune seeds"
+        if length is None
+        else f"with {length} steps of the export recipe (the seed `export` uses)"
     )
+    console.print(f"confirming the {top} best trials and the reference trials {how}")
+    what = "fresh seed" if length is None else f"after {length} steps, seed"
 
     def on_score(trial: int, round_: int, accuracy: float) -> None:
-        console.print(f"  trial {trial}, fresh seed {round_ + 1}: val acc {100 * accuracy:.2f} %")
+        console.print(f"  trial {trial}, {what} {round_ + 1}: val acc {100 * accuracy:.2f} %")
 
-    for found in session.confirm(top, on_score=on_score, control=control):
-        rescored = " ".join(f"{100 * a:.2f}" for a in found.rescored)
-        what = " (uniform reference)" if found.reference else ""
+    found = session.confirm(
+        top, steps=SEARCH_LENGTH if length is None else length, on_score=on_score, control=control
+    )
+    for each in found:
+        rescored = " ".join(f"{100 * a:.2f}" for a in each.rescored)
+        label = f" ({each.reference})" if each.reference else ""
         console.print(
-            f"trial {found.trial}{what}: searched {100 * found.searched:.2f} %, fresh seeds "
-            f"{rescored} %, mean {100 * found.mean:.2f} %",
+            f"trial {each.trial}{label}: searched {100 * each.searched:.2f} %, confirmed "
+            f"{rescored} %, mean {100 * each.mean:.2f} %",
             highlight=False,
         )
 

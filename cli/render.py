@@ -61,9 +61,17 @@ def group_legend(groups: Sequence[str]) -> str:
 def pareto_table(frame: pd.DataFrame, title: str) -> Table:
     groups = frame.attrs.get("groups") or []
     caption = f"ratios % in the order of the {group_legend(groups)}" if groups else None
-    table = Table(title=title, caption=caption)
-    # trials confirmed with fresh fine-tune seeds show their mean beside the search's score
+    # confirmed trials show their confirmed score beside the search's
     confirmed = "confirmed_accuracy" in frame and bool(frame["confirmed_accuracy"].notna().any())
+    steps = frame.attrs.get("confirmed_steps")
+    if confirmed:
+        how = (
+            "mean of fresh fine-tune seeds"
+            if steps is None
+            else f"val acc after {steps} steps of the export recipe"
+        )
+        caption = "; ".join(filter(None, [f"confirmed %: {how}", caption]))
+    table = Table(title=title, caption=caption)
     widths = "bits" in frame and bool(frame["bits"].astype(bool).any())  # searched bit-widths
     for column, justify in [
         ("trial", "right"),
@@ -104,11 +112,12 @@ def uniform_lead_line(lead: UniformLead) -> str:
             f"{100 * lead.uniform_accuracy:.2f} % val acc): the search found no better "
             "allocation"
         )
-    scores = (
-        f" (means of {lead.rescored} fresh fine-tunes each)"
-        if lead.rescored
-        else " (one fine-tune each)"
-    )
+    if lead.steps is not None and lead.rescored:
+        scores = f" (after {lead.steps} steps of the export recipe)"
+    elif lead.rescored:
+        scores = f" (means of {lead.rescored} fresh fine-tunes each)"
+    else:
+        scores = " (one fine-tune each)"
     text = (
         f"best trial {lead.best_trial} leads uniform pruning at the same budget (trial "
         f"{lead.uniform_trial}) by {100 * lead.lead:+.2f} pt of validation accuracy{scores}"
@@ -123,10 +132,11 @@ def uniform_lead_line(lead: UniformLead) -> str:
     else:
         verdict = (
             "beyond noise on the images, but the best of many single fine-tunes overstates "
-            "itself: rerun the search with --confirm 3 before trusting it"
+            "itself: rerun the search with --confirm 2 before trusting it"
         )
+    seeds_known = lead.seed_variance is not None and lead.rescored
     where = f"{lead.val_images:,} images" if lead.val_images else "the fresh seeds"
-    if lead.rescored and lead.val_images:
+    if seeds_known and lead.val_images:
         where += " and the fresh seeds"
     return f"{text}; two standard errors on {where} are {100 * noise:.2f} pt: {verdict}"
 

@@ -1,7 +1,9 @@
 """The accuracy/size Pareto front of a study, as a pandas DataFrame.
 
-``confirmed_accuracy`` is the mean validation accuracy of a trial rescored with fresh
-fine-tune seeds (``autoprune.search.confirm``; empty for trials not confirmed). Besides the
+``confirmed_accuracy`` is the mean validation accuracy of a trial confirmed by
+``autoprune.search.confirm`` (empty for trials not confirmed): promoted to
+``frame.attrs["confirmed_steps"]`` steps of the export recipe, or (None) rescored with fresh
+seeds at the search's own length; the longest confirmation stored is used. Besides the
 compact ``ratios`` column (percent, in group order), each searched group has a
 column ``ratio:<group>`` holding its pruning ratio (a fraction), so JSON and CSV name them;
 ``frame.attrs["groups"]`` lists the group names in order.
@@ -17,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autoprune.errors import ConfigError
 from autoprune.search.budget import parse_amount
-from autoprune.search.confirm import difference_noise, seed_variance, stored_confirmations
+from autoprune.search.confirm import difference_noise, preferred_confirmations, seed_variance
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.space import split_params
 from autoprune.search.study import BUDGET_REFERENCE, REFERENCE_ATTR, run_config_of
@@ -107,12 +109,12 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     quantized_bits = reference.get("quantized_size_bits")
     float_bits = reference.get("float_size_bits")
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    confirmed = stored_confirmations(study)
+    confirmed_steps, confirmed = preferred_confirmations(study)
     if not pareto_only:
         trials = complete
     elif _is_budget_study(study):
         # a budget search optimises accuracy alone; its front is still accuracy against size,
-        # with the trials confirmed by fresh seeds (the pick is among them) shown too
+        # with the confirmed trials (the pick is among them) shown too
         front = _accuracy_size_front(complete)
         chosen = {t.number for t in front} | set(confirmed)
         trials = [t for t in complete if t.number in chosen]
@@ -148,6 +150,7 @@ def trials_frame(study: optuna.Study, *, pareto_only: bool = True) -> pd.DataFra
     frame = pd.DataFrame(rows, columns=COLUMNS + [RATIO_PREFIX + g for g in groups])
     frame = frame.sort_values(["size_mb", "trial"]).reset_index(drop=True)
     frame.attrs["groups"] = groups
+    frame.attrs["confirmed_steps"] = confirmed_steps
     return frame
 
 
@@ -161,7 +164,8 @@ def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Ser
     """The complete trial with the highest validation accuracy whose size is at most ``size``
     (see ``parse_size_limit``; ties go to the smaller network), or None if no trial fits.
     Where trials that fit were confirmed (``autoprune.search.confirm``), the best of them by
-    their fresh-seed mean: the search's own best score is partly its luckiest seed.
+    their confirmed score: the search's own best score is partly its luckiest seed, and at
+    depth the short fine-tune ranks allocations otherwise than the export recipe.
 
     ``source`` is a study or a ``trials_frame`` of it (a Pareto-only frame gives the same
     answer: the best trial under a size limit is always Pareto-optimal).
@@ -188,10 +192,11 @@ def best_under(source: optuna.Study | pd.DataFrame, size: float | str) -> pd.Ser
 class UniformLead:
     """A budget search's most accurate trial against its uniform reference (every group at
     the same position of its range, scaled to the same budget), both scored after the same
-    short fine-tune on the same validation images.
+    fine-tune on the same validation images: the search's short one, or once promoted
+    ``steps`` of the export recipe.
 
     ``rescored`` is 0 when the accuracies are the search's own single scores, else the number
-    of fresh fine-tune seeds each is a mean of (``autoprune.search.confirm``), with
+    of confirming fine-tunes each is a mean of (``autoprune.search.confirm``), with
     ``seed_variance`` the pooled variance of one trial's score across them. ``noise`` is two
     standard errors of the difference: the validation images' part (binomial, independent
     errors) and, once confirmed, the seeds' part; None when neither is known. A smaller
@@ -206,6 +211,7 @@ class UniformLead:
     val_images: int | None
     rescored: int = 0
     seed_variance: float | None = None
+    steps: int | None = None  # confirmed after this many steps of the export recipe
 
     @property
     def lead(self) -> float:
@@ -231,7 +237,7 @@ def uniform_lead(study: optuna.Study) -> UniformLead | None:
     """How far a budget search's best trial (``best_under`` at the largest size) leads its
     uniform reference trial; None for a study without a budget or whose reference has not
     completed yet. Once the reference and other trials are confirmed, both sides are their
-    fresh-seed means (the best: the best confirmed trial)."""
+    confirmed means (the best: the best confirmed trial; promoted, after the export recipe)."""
     if not _is_budget_study(study):
         return None
     frame = trials_frame(study, pareto_only=False)
@@ -241,7 +247,7 @@ def uniform_lead(study: optuna.Study) -> UniformLead | None:
     val_images = study.user_attrs.get(REFERENCE_ATTR, {}).get("val_images")
     images = int(val_images) if val_images else None
     uniform_row = uniform.iloc[0]
-    confirmed = stored_confirmations(study)
+    steps, confirmed = preferred_confirmations(study)
     if int(uniform_row["trial"]) in confirmed and len(confirmed) > 1:
         best_number = max(confirmed, key=lambda n: (sum(confirmed[n]) / len(confirmed[n]), -n))
         rescored = min(len(v) for v in confirmed.values())
@@ -253,6 +259,7 @@ def uniform_lead(study: optuna.Study) -> UniformLead | None:
             val_images=images,
             rescored=rescored,
             seed_variance=seed_variance(list(confirmed.values())),
+            steps=steps,
         )
     best = best_under(frame, float(frame["size_mb"].max()))
     assert best is not None  # the largest trial fits

@@ -25,6 +25,7 @@ from torch import nn
 
 from autoprune.checkpoint import file_digest, read_checkpoint, save_checkpoint
 from autoprune.config import (
+    EXPORT_FINETUNE,
     SEARCH_METHODS,
     BaselineConfig,
     CalibrationConfig,
@@ -57,10 +58,11 @@ from autoprune.quant import (
 )
 from autoprune.search.budget import Budget, BudgetAllocator, CostModel
 from autoprune.search.confirm import (
-    CONFIRM_SEEDS,
     DEFAULT_TOP,
     Confirmation,
     confirm,
+    confirm_steps,
+    default_seeds,
     fresh_seed,
 )
 from autoprune.search.export import DATA_DIR_ATTR
@@ -863,23 +865,40 @@ class SearchSession:
         self,
         top: int = DEFAULT_TOP,
         *,
-        seeds: int = CONFIRM_SEEDS,
+        seeds: int | None = None,
+        steps: int | str | None = None,
         on_score: Callable[[int, int, float], None] | None = None,
         control: StopControl | None = None,
     ) -> list[Confirmation]:
-        """Rescore a budget search's ``top`` best trials and its uniform reference with
-        ``seeds`` fresh fine-tune seeds each (``autoprune.search.confirm``); stored on the
-        study, so a rerun resumes; ``control`` stops it between fine-tunes. Best first by the
-        fresh mean."""
+        """Confirm a budget search's ``top`` best trials and its reference trials
+        (``autoprune.search.confirm``): promoted to ``steps`` of the export recipe (None: its
+        own length, ``EXPORT_FINETUNE.steps``), or with ``steps="search"`` rescored at the
+        search's own length; ``seeds`` per trial (None: one promoted, the export's seed, so the
+        score is the export's; two fresh ones at the search's length). Stored on the study,
+        so a rerun resumes; ``control`` stops it between fine-tunes. Best first."""
+        length = confirm_steps(steps)
         seed = self.request.seed
+        evaluator = self.evaluator
+        if length is not None:  # what `autoprune export --trial N` recovers the network with
+            evaluator = replace(evaluator, finetune_config=replace(EXPORT_FINETUNE, steps=length))
 
         def rescore(trial: optuna.trial.FrozenTrial, round_: int) -> float:
-            return self.evaluator.rescore(
+            # a promotion's first round is the export itself: its seed is the trial's
+            first = length is not None and round_ == 0
+            return evaluator.rescore(
                 trial_ratios(trial),
                 seed=seed + trial.number,
-                finetune_seed=fresh_seed(seed, trial.number, round_),
+                finetune_seed=seed + trial.number
+                if first
+                else fresh_seed(seed, trial.number, round_ - (length is not None)),
             )
 
         return confirm(
-            self.study, rescore, top=top, seeds=seeds, on_score=on_score, control=control
+            self.study,
+            rescore,
+            top=top,
+            seeds=default_seeds(length) if seeds is None else seeds,
+            steps=length,
+            on_score=on_score,
+            control=control,
         )

@@ -54,8 +54,29 @@ def test_search_confirms_its_best_trials_with_fresh_seeds(
 ) -> None:
     storage = str(tmp_path / "c.db")
     argv = [*TINY.split(), "--trials", "3", "--storage", storage, "--study", "c"]
-    result = CliRunner().invoke(app, ["search", *argv, "--target-size", "60%", "--confirm", "1"])
+    result = CliRunner().invoke(
+        app,
+        ["search", *argv, "--target-size", "60%", "--confirm", "1", "--confirm-steps", "search"],
+    )
     assert result.exit_code == 0, result.output
-    assert "fresh seed 2" in result.output and "(uniform reference)" in result.output
+    assert "fresh seed 2" in result.output and "(uniform at budget)" in result.output
     said = _lead_sentence(result.output)
     assert "no trial beats" in said or "(means of 2 fresh fine-tunes each)" in said
+
+
+def test_search_promotes_its_best_trials_to_the_export_recipe_by_default(
+    tmp_path: Path,
+) -> None:
+    storage = str(tmp_path / "e.db")
+    argv = [*TINY.split(), "--trials", "3", "--storage", storage, "--study", "e"]
+    budget = ["--target-size", "60%", "--confirm", "1", "--confirm-steps", "3"]
+    result = CliRunner().invoke(app, ["search", *argv, *budget])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "with 3 steps of the export recipe" in said and "after 3 steps, seed 1" in said
+    assert "confirmed %: val acc after 3 steps of the export recipe" in said
+    lead = _lead_sentence(result.output)
+    assert "no trial beats" in lead or "(after 3 steps of the export recipe)" in lead
+    # rerun: everything is stored, nothing is fine-tuned again
+    again = CliRunner().invoke(app, ["search", *argv, *budget])
+    assert again.exit_code == 0 and "after 3 steps, seed" not in again.output

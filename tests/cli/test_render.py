@@ -12,7 +12,7 @@ def test_the_uniform_lead_line_says_noise_beyond_noise_or_no_better() -> None:
     assert "+1.20 pt" in line and "6,000 images are 1.28 pt: within noise" in line
     assert "(one fine-tune each)" in line
     beyond = uniform_lead_line(UniformLead(7, 0.88, 0, 0.85, val_images=6000))
-    assert beyond.endswith("rerun the search with --confirm 3 before trusting it")
+    assert beyond.endswith("rerun the search with --confirm 2 before trusting it")
     # confirmed: means of fresh seeds, whose spread widens the noise
     confirmed = UniformLead(7, 0.88, 0, 0.85, val_images=6000, rescored=2, seed_variance=1e-4)
     assert confirmed.noise > beyond_noise(6000)

@@ -47,7 +47,9 @@ def test_the_best_trials_and_the_reference_are_rescored_stored_and_resumed(tmp_p
     session = _session(tmp_path / "c.db")
     session.run()
     calls: list[tuple[int, int]] = []
-    found = session.confirm(2, seeds=2, on_score=lambda t, r, a: calls.append((t, r)))
+    found = session.confirm(
+        2, seeds=2, steps="search", on_score=lambda t, r, a: calls.append((t, r))
+    )
     chosen = contenders(session.study, 2)
     reference = [t for t in chosen if TrialRecord.from_trial(t).reference == BUDGET_REFERENCE]
     assert len(reference) == 1 and 2 <= len(chosen) <= 3
@@ -62,7 +64,7 @@ def test_the_best_trials_and_the_reference_are_rescored_stored_and_resumed(tmp_p
     ) == pytest.approx(trial.values[0])
     # resumed: nothing measured twice, only the missing third seed
     calls.clear()
-    session.confirm(2, seeds=3, on_score=lambda t, r, a: calls.append((t, r)))
+    session.confirm(2, seeds=3, steps="search", on_score=lambda t, r, a: calls.append((t, r)))
     assert sorted(calls) == sorted((t.number, 2) for t in chosen)
 
 
@@ -118,7 +120,7 @@ def test_a_search_result_confirms_and_then_picks_by_the_fresh_means(tmp_path) ->
     session = _session(tmp_path / "a.db", trials=3)
     session.run()
     result = SearchResult(study=session.study, session=session)
-    found = result.confirm(1, seeds=1)
+    found = result.confirm(1, seeds=1, steps="search")
     best_trial = max(found, key=lambda c: (c.mean, -c.trial)).trial
     assert result.best().number == best_trial
     with pytest.raises(ConfigError, match="read from a storage"):
@@ -164,3 +166,79 @@ def test_each_trial_is_stored_alone_so_workers_never_overwrite_each_other(tmp_pa
     assert stored[9] == (0.3,) and stored[7] == (0.4,)
     assert all(stored[c.trial] == (0.25,) for c in found)
     assert f"{CONFIRM_ATTR}:{found[0].trial}" in study.user_attrs
+
+
+def test_confirmation_lengths_parse_and_bad_ones_are_refused() -> None:
+    from autoprune.config import EXPORT_FINETUNE
+    from autoprune.search.confirm import confirm_steps, default_seeds
+
+    assert confirm_steps(None) == EXPORT_FINETUNE.steps
+    assert confirm_steps("search") is None and default_seeds(None) == 2
+    assert confirm_steps(12) == confirm_steps("12") == 12 and default_seeds(12) == 1
+    for bad in (0, -3, "x", True, 2.5):
+        with pytest.raises(ConfigError, match="number of fine-tuning steps >= 1"):
+            confirm_steps(bad)
+
+
+def test_a_promoted_trial_scores_what_its_export_will(tmp_path) -> None:
+    """Promotion fine-tunes each contender with the export recipe and the export's seed: the
+    pick's stored score is the validation accuracy `export_trial` then measures, and the
+    pick, the table and the verdict use the promotion over the short confirmation."""
+    from dataclasses import replace
+
+    from autoprune.config import EXPORT_FINETUNE
+    from autoprune.search.confirm import preferred_confirmations
+    from autoprune.search.export import export_trial
+
+    session = _session(tmp_path / "e.db", trials=3)
+    session.run()
+    study = session.study
+    calls: list[tuple[int, int]] = []
+    found = session.confirm(1, steps=3, on_score=lambda t, r, a: calls.append((t, r)))
+    chosen = contenders(study, 1)
+    assert sorted(calls) == sorted((t.number, 0) for t in chosen)  # one seed each
+    assert all(c.steps == 3 and len(c.rescored) == 1 for c in found)
+    assert stored_confirmations(study) == {}  # nothing at the search's own length
+    steps, promoted = preferred_confirmations(study)
+    assert steps == 3 and set(promoted) == {t.number for t in chosen}
+    assert f"{CONFIRM_ATTR}:{found[0].trial}:3" in study.user_attrs
+    pick = found[0].trial
+    exported = export_trial(
+        study,
+        pick,
+        tmp_path / "pick.pt",
+        finetune=replace(EXPORT_FINETUNE, steps=3),
+        data=session.data,
+        baseline=session.baseline,
+    )
+    assert exported.val_accuracy == pytest.approx(found[0].mean, abs=1e-9)
+    # a short confirmation that disagrees does not override the longer one
+    others = [t.number for t in study.trials if t.number != pick]
+    study.set_user_attr(f"{CONFIRM_ATTR}:{others[0]}", [0.99, 0.99])
+    study.set_user_attr(f"{CONFIRM_ATTR}:{pick}", [0.01, 0.01])
+    frame = trials_frame(study, pareto_only=False)
+    assert frame.attrs["confirmed_steps"] == 3
+    assert int(best_under(frame, float(frame["size_mb"].max()))["trial"]) == pick
+    lead = uniform_lead(study)
+    if lead is not None and lead.rescored:
+        assert lead.steps == 3 and lead.seed_variance is None  # one seed: images' noise only
+    # resumed: nothing is fine-tuned again
+    calls.clear()
+    session.confirm(1, steps=3, on_score=lambda t, r, a: calls.append((t, r)))
+    assert calls == []
+
+
+def test_the_warm_start_references_are_contenders(tmp_path) -> None:
+    session = _session(tmp_path / "r.db", trials=4, warm_start="sensitivity")
+    session.run()
+    labels = {TrialRecord.from_trial(t).reference for t in contenders(session.study, 1)}
+    assert {BUDGET_REFERENCE, "sensitivity greedy"} <= labels
+
+
+def test_a_length_without_a_confirmation_is_refused_before_any_work() -> None:
+    import autoprune
+
+    with pytest.raises(ConfigError, match="drop confirm_steps"):
+        autoprune.run_search("tiny_cnn", "digits", trials=1, confirm_steps=5)
+    with pytest.raises(ConfigError, match="number of fine-tuning steps"):
+        autoprune.run_search("tiny_cnn", "digits", trials=1, target_size="60%", confirm_steps=0)
