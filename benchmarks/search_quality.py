@@ -30,13 +30,17 @@ the test split, which no method saw:
   lowest validation loss after the short fine-tune rather than the highest accuracy. When both
   rules pick the same trial, the row is the search's own (the same network, not exported twice).
 - ``gp-kd-confirm`` (and likewise for each search): the same study, its 3 best trials and its
-  uniform reference fine-tuned twice more with fresh seeds (``autoprune search --confirm 3``);
-  the pick is the best fresh mean (its ``short_val``), the seconds include the rescoring.
-  ``gp-kd-confirm`` is what a budget search picks by default since 2026-11-30.
-- ``gp-kd-warm-promote`` (and likewise for each search): the same study, its 2 best trials
-  and every reference trial it queued given the export recipe; the pick is the best
-  validation accuracy after it (its ``short_val``), and its export is that same network
-  (the export's seed), so ``seconds export`` is 0 and the promotion counts as choosing.
+  uniform reference fine-tuned twice more with fresh seeds at the search's length
+  (``autoprune search --confirm 3 --confirm-steps search``); the pick is the best fresh mean
+  (its ``short_val``), the seconds include the rescoring. What a budget search picked by
+  default from 2026-11-30 until its promotion replaced it.
+- ``gp-kd-promote`` (and likewise for each search, e.g. ``gp-kd-warm-promote``): the same
+  study through the product's promotion (``autoprune.search.confirm``, what a budget search
+  picks by default since 2026-12-01): its 2 best trials and every reference trial it queued
+  (uniform; greedy and half-greedy with the warm start) given the export recipe, the pick the
+  best validation accuracy after it (its ``short_val``). The benchmark's export seed stands
+  in for the trial's, as in every row, so the pick's network *is* its export: ``seconds
+  export`` is 0 and the promotion counts as choosing. Scores are stored on the study.
 
 Every method's network is also scored after the search's own short fine-tune on the
 validation split (``short_val``), so the search's advantage in its own currency can be set
@@ -75,7 +79,7 @@ from autoprune.device import tune_cpu_allocator
 from autoprune.metrics import measure
 from autoprune.search.allocations import ALLOCATIONS, AllocationContext, allocate
 from autoprune.search.budget import BudgetAllocator
-from autoprune.search.confirm import DEFAULT_TOP, confirm
+from autoprune.search.confirm import DEFAULT_TOP, SEARCH_LENGTH, confirm
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.sensitivity import scan_sensitivity
 from autoprune.search.session import SearchRequest, SearchSession
@@ -106,16 +110,18 @@ SEARCHES: dict[str, dict] = {
 # highest validation accuracy (no new trials: it resumes the study of the search it names).
 LOSS_PICK = "-pick-loss"
 # A search's study again, its 3 best trials and its uniform reference fine-tuned twice more with
-# fresh seeds (`autoprune search --confirm 3`); the pick is the best fresh mean.
+# fresh seeds at the search's length (`--confirm 3 --confirm-steps search`); the pick is the
+# best fresh mean.
 CONFIRM = "-confirm"
 CONFIRM_TOP, CONFIRM_SEEDS = 3, 2
-# A search's study again: its PROMOTE_TOP best trials and every reference trial it queued
-# (uniform; greedy and half-greedy with the warm start) get the export recipe, and the pick is
-# the best *validation* accuracy after it (the test split still decides nothing).
+# A search's study again, through the product's promotion: its PROMOTE_TOP best trials and
+# every reference trial it queued (uniform; greedy and half-greedy with the warm start) get the
+# export recipe, and the pick is the best *validation* accuracy after it (the test split still
+# decides nothing).
 PROMOTE = "-promote"
 PROMOTE_TOP = DEFAULT_TOP  # the product's default
-# What a budget search picks by default (confirmed with fresh seeds) since 2026-11-30.
-DEFAULT_PICK = "gp-kd" + CONFIRM
+# What a budget search picks by default (promoted to the export recipe) since 2026-12-01.
+DEFAULT_PICK = "gp-kd" + PROMOTE
 # The search-free answer to searched widths: every inner layer at the lowest width of
 # `gp-kd-bits`, then uniform ratios to the budget (none when the lower width alone meets it).
 LOWEST_BITS = "uniform-lowest-bits"
@@ -383,7 +389,7 @@ def run(args: argparse.Namespace) -> None:
                 best = min(complete, key=lambda t: (TrialRecord.from_trial(t).val_loss, t.number))
             elif confirmed:
                 begun_confirm = time.perf_counter()
-                found = searcher.confirm(CONFIRM_TOP, seeds=CONFIRM_SEEDS)
+                found = searcher.confirm(CONFIRM_TOP, seeds=CONFIRM_SEEDS, steps=SEARCH_LENGTH)
                 chose += time.perf_counter() - begun_confirm  # 0 when resumed from storage
                 for c in found:
                     print(
