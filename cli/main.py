@@ -1093,6 +1093,8 @@ def export(
         epochs=epochs,
     )
     how = "its own fine-tune replayed" if replay else f"{result.finetune_steps} export steps"
+    if result.reused_promotion:  # fine-tuned once, when the search promoted it
+        how += " (the search's promotion, reused)"
     console.print(
         f"wrote {result.path}: trial {result.trial}, {result.params:,} parameters, "
         f"{result.size_bits / BITS_PER_MB:.4f} MB; after {how}: val acc "

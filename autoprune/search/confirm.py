@@ -38,10 +38,12 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autoprune.checkpoint import file_digest
 from autoprune.config import EXPORT_FINETUNE, SEED_LIMIT
 from autoprune.errors import ConfigError
 from autoprune.search.record import TrialRecord
@@ -49,6 +51,9 @@ from autoprune.search.study import run_config_of
 from autoprune.search.worker import StopControl
 
 CONFIRM_ATTR = "autoprune:confirmations"
+# A promoted trial's network, saved so its export need not fine-tune it again:
+# ``PROMOTED_ATTR:<number>:<steps>`` -> {"path": ..., "digest": ...} (``promoted_network``).
+PROMOTED_ATTR = "autoprune:promoted"
 # A budget search promotes its 2 best trials (and its references) to the export recipe unless
 # told otherwise: the rule measured in benchmarks/README.md (`*-promote`).
 DEFAULT_TOP = 2
@@ -155,6 +160,25 @@ def stored_confirmations(
         if isinstance(key, str) and key.isdigit() and scores:
             stored[int(key)] = scores
     return stored
+
+
+def promoted_network(study: optuna.Study, trial: int, steps: int) -> Path | None:
+    """The saved network of ``trial`` promoted at ``steps`` steps of the export recipe, if its
+    file is still there with the bytes that were saved (else None: rebuild it)."""
+    entry = study.user_attrs.get(f"{PROMOTED_ATTR}:{trial}:{steps}")
+    if not isinstance(entry, dict):
+        return None
+    path, digest = entry.get("path"), entry.get("digest")
+    if not (isinstance(path, str) and isinstance(digest, str) and Path(path).is_file()):
+        return None
+    return Path(path) if file_digest(path) == digest else None
+
+
+def remember_promoted(study: optuna.Study, trial: int, steps: int, path: Path) -> None:
+    """Record where ``trial``'s network promoted at ``steps`` was saved (``promoted_network``)."""
+    study.set_user_attr(
+        f"{PROMOTED_ATTR}:{trial}:{steps}", {"path": str(path), "digest": file_digest(path)}
+    )
 
 
 def preferred_confirmations(study: optuna.Study) -> tuple[int | None, dict[int, tuple[float, ...]]]:

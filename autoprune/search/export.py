@@ -30,6 +30,7 @@ from autoprune.models import ModelSource, allow_source, load_checkpoint
 from autoprune.paths import check_output
 from autoprune.preprocess import preprocess_of
 from autoprune.quant import QuantSpec
+from autoprune.search.confirm import promoted_network
 from autoprune.search.objective import CandidateEvaluator, recover
 from autoprune.search.record import TrialRecord, trial_ratios
 from autoprune.search.space import split_params
@@ -51,6 +52,7 @@ class ExportedTrial:
     searched_val_accuracy: float
     test_accuracy: float
     finetune_steps: int = 0  # of the recipe applied (the trial's own when replayed)
+    reused_promotion: bool = False  # the network the search's promotion fine-tuned, reloaded
 
 
 def _load_searched_baseline(
@@ -169,6 +171,15 @@ def export_trial(
         baseline = _load_searched_baseline(baseline_path, config, model_config, resolved, what)
     baseline = baseline.eval()
     seed = config.search.seed + trial.number
+    # a trial promoted with the export recipe at this length is that recipe's network (the
+    # rebuild is deterministic with the same seed): reuse it rather than fine-tune again
+    promoted = (
+        promoted_network(study, trial_number, finetune.steps)
+        if saved is None
+        and finetune is not None
+        and finetune == replace(EXPORT_FINETUNE, steps=finetune.steps)
+        else None
+    )
     if saved is not None:
         loaded = load_checkpoint(
             saved,
@@ -180,6 +191,15 @@ def export_trial(
         if finetune is not None:
             recover(finetune, network, data, teacher=baseline, seed=seed)
         steps = 0 if finetune is None else finetune.steps
+    elif promoted is not None:  # the search's promotion already ran this very recipe
+        loaded = load_checkpoint(
+            promoted,
+            model=model_config.source,
+            device=resolved,
+            what=f"trial {trial_number}'s promoted network {promoted}",
+        )
+        network, kept = loaded.model, loaded.kept_channels
+        steps = finetune.steps
     else:
         evaluator = CandidateEvaluator.for_run(config, baseline, data, model_config=model_config)
         if finetune is not None:
@@ -216,4 +236,5 @@ def export_trial(
         searched_val_accuracy=trial.values[0],
         test_accuracy=test.accuracy,
         finetune_steps=steps,
+        reused_promotion=promoted is not None,
     )

@@ -64,6 +64,7 @@ from autoprune.search.confirm import (
     confirm_steps,
     default_seeds,
     fresh_seed,
+    remember_promoted,
 )
 from autoprune.search.export import DATA_DIR_ATTR
 from autoprune.search.halving import RungPruner
@@ -819,8 +820,12 @@ class SearchSession:
 
     @property
     def layerwise_dir(self) -> Path:
-        """Where the layer-wise method keeps its networks: one folder per storage and study
-        (an in-memory storage's lives as long as this process)."""
+        """Where the layer-wise method keeps its networks (``state_dir``)."""
+        return self.state_dir("layerwise")
+
+    def state_dir(self, kind: str) -> Path:
+        """Where networks of ``kind`` (layer-wise states, promoted trials) are kept: one folder
+        per storage and study (an in-memory storage's lives as long as this process)."""
         storage = self.request.storage
         if isinstance(storage, str):
             where = storage if "://" in storage else str(Path(storage).expanduser().resolve())
@@ -829,9 +834,7 @@ class SearchSession:
         else:
             where = f"{storage_label(storage)}-{os.getpid()}-{id(self.storage)}"
         identity = f"{where}\n{self.study_name}"
-        return (
-            default_cache_dir() / "layerwise" / hashlib.sha256(identity.encode()).hexdigest()[:16]
-        )
+        return default_cache_dir() / kind / hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def run(
         self, observer: SearchObserver | None = None, *, control: StopControl | None = None
@@ -883,15 +886,31 @@ class SearchSession:
             evaluator = replace(evaluator, finetune_config=replace(EXPORT_FINETUNE, steps=length))
 
         def rescore(trial: optuna.trial.FrozenTrial, round_: int) -> float:
-            # a promotion's first round is the export itself: its seed is the trial's
-            first = length is not None and round_ == 0
-            return evaluator.rescore(
-                trial_ratios(trial),
-                seed=seed + trial.number,
-                finetune_seed=seed + trial.number
-                if first
-                else fresh_seed(seed, trial.number, round_ - (length is not None)),
+            ratios = trial_ratios(trial)
+            if length is None:
+                finetune_seed = fresh_seed(seed, trial.number, round_)
+                return evaluator.rescore(
+                    ratios, seed=seed + trial.number, finetune_seed=finetune_seed
+                )
+            if round_ > 0:  # more seeds than the export's: fresh ones
+                finetune_seed = fresh_seed(seed, trial.number, round_ - 1)
+                return evaluator.rescore(
+                    ratios, seed=seed + trial.number, finetune_seed=finetune_seed
+                )
+            # the first round is the export itself (its seed): kept for `export` to reuse
+            network, kept = evaluator.build(ratios, seed=seed + trial.number)
+            accuracy = evaluate(network, self.data, "val").accuracy
+            path = self.state_dir("promoted") / f"trial-{trial.number}-{length}-steps.pt"
+            save_checkpoint(
+                path,
+                network,
+                self.model_config,
+                kept_channels=kept,
+                metadata={"study": self.study_name, "trial": trial.number, "steps": length},
+                preprocess=preprocess_of(self.data),
             )
+            remember_promoted(self.study, trial.number, length, path)
+            return accuracy
 
         return confirm(
             self.study,

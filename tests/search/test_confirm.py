@@ -187,7 +187,7 @@ def test_a_promoted_trial_scores_what_its_export_will(tmp_path) -> None:
     from dataclasses import replace
 
     from autoprune.config import EXPORT_FINETUNE
-    from autoprune.search.confirm import preferred_confirmations
+    from autoprune.search.confirm import preferred_confirmations, promoted_network
     from autoprune.search.export import export_trial
 
     session = _session(tmp_path / "e.db", trials=3)
@@ -203,15 +203,28 @@ def test_a_promoted_trial_scores_what_its_export_will(tmp_path) -> None:
     assert steps == 3 and set(promoted) == {t.number for t in chosen}
     assert f"{CONFIRM_ATTR}:{found[0].trial}:3" in study.user_attrs
     pick = found[0].trial
-    exported = export_trial(
-        study,
-        pick,
-        tmp_path / "pick.pt",
-        finetune=replace(EXPORT_FINETUNE, steps=3),
-        data=session.data,
-        baseline=session.baseline,
-    )
-    assert exported.val_accuracy == pytest.approx(found[0].mean, abs=1e-9)
+
+    def export(steps: int):
+        return export_trial(
+            study,
+            pick,
+            tmp_path / "pick.pt",
+            finetune=replace(EXPORT_FINETUNE, steps=steps),
+            data=session.data,
+            baseline=session.baseline,
+        )
+
+    exported = export(3)  # the promoted network itself, not fine-tuned again
+    assert exported.reused_promotion and exported.val_accuracy == found[0].mean
+    # its saved file changed: rebuilt, and the rebuild is the same network (same seed)
+    saved = promoted_network(study, pick, 3)
+    assert saved is not None
+    saved.write_bytes(saved.read_bytes() + b"x")
+    assert promoted_network(study, pick, 3) is None
+    rebuilt = export(3)
+    assert not rebuilt.reused_promotion
+    assert rebuilt.val_accuracy == pytest.approx(found[0].mean, abs=1e-9)
+    assert not export(4).reused_promotion  # another recipe: fine-tuned afresh
     # a short confirmation that disagrees does not override the longer one
     others = [t.number for t in study.trials if t.number != pick]
     study.set_user_attr(f"{CONFIRM_ATTR}:{others[0]}", [0.99, 0.99])
