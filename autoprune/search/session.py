@@ -887,16 +887,9 @@ class SearchSession:
 
         def rescore(trial: optuna.trial.FrozenTrial, round_: int) -> float:
             ratios = trial_ratios(trial)
-            if length is None:
-                finetune_seed = fresh_seed(seed, trial.number, round_)
-                return evaluator.rescore(
-                    ratios, seed=seed + trial.number, finetune_seed=finetune_seed
-                )
-            if round_ > 0:  # more seeds than the export's: fresh ones
-                finetune_seed = fresh_seed(seed, trial.number, round_ - 1)
-                return evaluator.rescore(
-                    ratios, seed=seed + trial.number, finetune_seed=finetune_seed
-                )
+            if length is None or round_ > 0:  # fresh seeds (a promotion's after the export's)
+                fresh = fresh_seed(seed, trial.number, round_ - (length is not None))
+                return evaluator.rescore(ratios, seed=seed + trial.number, finetune_seed=fresh)
             # the first round is the export itself (its seed): kept for `export` to reuse
             network, kept = evaluator.build(ratios, seed=seed + trial.number)
             accuracy = evaluate(network, self.data, "val").accuracy

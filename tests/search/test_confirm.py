@@ -239,6 +239,10 @@ def test_a_promoted_trial_scores_what_its_export_will(tmp_path) -> None:
     calls.clear()
     session.confirm(1, steps=3, on_score=lambda t, r, a: calls.append((t, r)))
     assert calls == []
+    # a second seed is a fresh one, added after the export's
+    session.confirm(1, steps=3, seeds=2, on_score=lambda t, r, a: calls.append((t, r)))
+    assert sorted(calls) == sorted((t.number, 1) for t in chosen)
+    assert stored_confirmations(study, 3)[pick][0] == found[0].mean
 
 
 def test_the_warm_start_references_are_contenders(tmp_path) -> None:
