@@ -80,3 +80,17 @@ def test_search_promotes_its_best_trials_to_the_export_recipe_by_default(
     # rerun: everything is stored, nothing is fine-tuned again
     again = CliRunner().invoke(app, ["search", *argv, *budget])
     assert again.exit_code == 0 and "after 3 steps, seed" not in again.output
+    # the export at the promotion's recipe reloads the promoted network
+    from autoprune.search.confirm import preferred_confirmations
+
+    _, promoted = preferred_confirmations(
+        optuna.load_study(study_name="e", storage=f"sqlite:///{storage}")
+    )
+    pick = max(promoted, key=lambda n: (promoted[n][0], -n))
+    out = str(tmp_path / "pick.pt")
+    where = ["--storage", storage, "--study", "e", "--trial", str(pick), "--out", out]
+    exported = CliRunner().invoke(app, ["export", *where, "--finetune-steps", "3"])
+    assert exported.exit_code == 0, exported.output
+    said = " ".join(exported.output.split())
+    assert "after 3 export steps (the search's promotion, reused): val acc" in said
+    assert f"val acc {100 * promoted[pick][0]:.2f} %" in said
