@@ -180,26 +180,20 @@ def export_trial(
         and finetune == replace(EXPORT_FINETUNE, steps=finetune.steps)
         else None
     )
-    if saved is not None:
+    if saved is not None or promoted is not None:
+        # a layer-wise trial's network (recovered below), or the promotion's (recovered already)
+        path = saved if saved is not None else promoted
+        kind = "network" if saved is not None else "promoted network"
         loaded = load_checkpoint(
-            saved,
+            path,
             model=model_config.source,
             device=resolved,
-            what=f"trial {trial_number}'s network {saved}",
+            what=f"trial {trial_number}'s {kind} {path}",
         )
         network, kept = loaded.model, loaded.kept_channels
-        if finetune is not None:
+        if saved is not None and finetune is not None:
             recover(finetune, network, data, teacher=baseline, seed=seed)
         steps = 0 if finetune is None else finetune.steps
-    elif promoted is not None:  # the search's promotion already ran this very recipe
-        loaded = load_checkpoint(
-            promoted,
-            model=model_config.source,
-            device=resolved,
-            what=f"trial {trial_number}'s promoted network {promoted}",
-        )
-        network, kept = loaded.model, loaded.kept_channels
-        steps = finetune.steps
     else:
         evaluator = CandidateEvaluator.for_run(config, baseline, data, model_config=model_config)
         if finetune is not None:
