@@ -554,7 +554,7 @@ def run_search(
         from autoprune.search.session import SearchRequest, SearchSession
 
     confirm_top = confirm_count(confirm, budget=target_size is not None or target_bops is not None)
-    confirm_length = confirm_steps_of(confirm_steps)  # refused before any work
+    confirm_steps_of(confirm_steps)  # a bad length is refused before any work
     if confirm_steps is not None and not confirm_top:
         raise ConfigError(
             "confirm_steps is the length of a budget search's confirmation, and this search "
@@ -603,7 +603,7 @@ def run_search(
     if run:
         result.run(observer, control=control)
         if confirm_top:
-            result.confirm(confirm_top, steps=confirm_length or "search")
+            result.confirm(confirm_top, steps=confirm_steps)
     return result
 
 

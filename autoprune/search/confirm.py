@@ -140,26 +140,35 @@ def _scores(values: object) -> tuple[float, ...]:
     )
 
 
+def _all_confirmations(attrs: dict) -> dict[int | None, dict[int, tuple[float, ...]]]:
+    """Every confirmation in a study's attributes, read once: length (None: the search's own)
+    -> trial number -> accuracies (entries that are not numbers in [0, 1] are ignored: the
+    attribute is data, never trusted)."""
+    legacy = attrs.get(CONFIRM_ATTR)
+    raw: dict[tuple[str, str | None], object] = {
+        (str(key), None): value
+        for key, value in (legacy.items() if isinstance(legacy, dict) else ())
+    }
+    prefix = f"{CONFIRM_ATTR}:"
+    for key, value in attrs.items():
+        if key.startswith(prefix):
+            trial, _, steps = key[len(prefix) :].partition(":")
+            raw[trial, steps or None] = value
+    found: dict[int | None, dict[int, tuple[float, ...]]] = {}
+    for (trial, steps), values in raw.items():
+        scores = _scores(values)
+        if trial.isdigit() and (steps is None or steps.isdigit()) and scores:
+            length = None if steps is None else int(steps)
+            found.setdefault(length, {})[int(trial)] = scores
+    return found
+
+
 def stored_confirmations(
     study: optuna.Study, steps: int | None = None
 ) -> dict[int, tuple[float, ...]]:
     """What ``confirm`` stored at one length (None: the search's own): trial number ->
-    accuracies, one per seed (entries that are not numbers in [0, 1] are ignored: the
-    attribute is data, never trusted)."""
-    attrs = study.user_attrs
-    legacy = attrs.get(CONFIRM_ATTR) if steps is None else None
-    raw = dict(legacy) if isinstance(legacy, dict) else {}
-    prefix = f"{CONFIRM_ATTR}:"
-    suffix = "" if steps is None else f":{steps}"
-    for key, value in attrs.items():
-        if key.startswith(prefix) and key.endswith(suffix):
-            raw[key[len(prefix) : len(key) - len(suffix)]] = value
-    stored: dict[int, tuple[float, ...]] = {}
-    for key, values in raw.items():
-        scores = _scores(values)
-        if isinstance(key, str) and key.isdigit() and scores:
-            stored[int(key)] = scores
-    return stored
+    accuracies, one per seed (``_all_confirmations``)."""
+    return _all_confirmations(study.user_attrs).get(steps, {})
 
 
 def promoted_network(study: optuna.Study, trial: int, steps: int) -> Path | None:
@@ -185,15 +194,10 @@ def preferred_confirmations(study: optuna.Study) -> tuple[int | None, dict[int, 
     """The confirmation the pick uses: the longest fine-tune stored (a promotion over fresh
     seeds at the search's length), as ``(steps, stored_confirmations(study, steps))``;
     ``(None, {})`` when nothing was confirmed."""
-    lengths = set()
-    for key in study.user_attrs:
-        parts = key.split(":")
-        if key.startswith(f"{CONFIRM_ATTR}:") and len(parts) == 4 and parts[3].isdigit():
-            lengths.add(int(parts[3]))
-    for steps in sorted(lengths, reverse=True):
-        if found := stored_confirmations(study, steps):
-            return steps, found
-    return None, stored_confirmations(study)
+    found = _all_confirmations(study.user_attrs)
+    promoted = [steps for steps in found if steps is not None]
+    steps = max(promoted) if promoted else None
+    return steps, found.get(steps, {})
 
 
 def contenders(study: optuna.Study, top: int) -> list[FrozenTrial]:
